@@ -1,0 +1,1 @@
+"""sagedock's deployed code: everything the Chalice Lambdas need beyond app.py."""

@@ -1,0 +1,67 @@
+"""The domain errors: adapters raise these, handlers record them, the HTTP layer maps them to statuses."""
+
+from __future__ import annotations
+
+
+class SagedockError(Exception):
+    """Base of every error sagedock raises on purpose."""
+
+    code = "Internal"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class SettingsError(SagedockError):
+    """A setting (environment variable) is missing or malformed."""
+
+    code = "InvalidSettings"
+
+
+class BadRequest(SagedockError):
+    """The caller sent something that cannot be accepted as it is."""
+
+    code = "BadRequest"
+
+    def __init__(self, message: str, *, code: str | None = None, errors: list[dict[str, str]] | None = None):
+        super().__init__(message, code=code)
+        self.errors = errors or []
+
+
+class NotFound(SagedockError):
+    """The thing asked for does not exist."""
+
+    code = "NotFound"
+
+
+class Conflict(SagedockError):
+    """The request is valid but the current state does not allow it."""
+
+    code = "Conflict"
+
+
+class BundleRejected(SagedockError):
+    """A source bundle failed validation; the message says what to fix."""
+
+    code = "InvalidBundle"
+
+
+class ManifestInvalid(BundleRejected):
+    """The bundle's sagedock.toml is not valid TOML or does not match the schema."""
+
+    code = "InvalidManifest"
+
+
+class AlreadyExists(SagedockError):
+    """An AWS resource with the deterministic name exists already (a replayed transition)."""
+
+    code = "AlreadyExists"
+
+
+class UpstreamError(SagedockError):
+    """An AWS service refused or failed a call in a way the pipeline cannot recover from by itself."""
+
+    code = "UpstreamError"
