@@ -1,0 +1,299 @@
+"""The `sagedock.toml` schema: what a bundle may ask of its build, its training job and its endpoint.
+
+Every section and key is optional and an absent file means all defaults; unknown keys are an error
+(a typo must not silently fall back to a default). Two defaults depend on the project, which is why
+`parse_manifest` takes it:
+
+- `deploy.endpoint_name` defaults to the project name;
+- `train.channels` defaults to `{"train": "<project>/train/"}`: one channel, `train`, read from the key
+  prefix `<project>/train/` of the data bucket. Write `channels = {}` under `[train]` for a training job
+  with no input data.
+
+The models build their validators on first use (`defer_build`), so importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import math
+import posixpath
+import re
+import tomllib
+from typing import Annotated, Any, Final, Literal, get_args
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    model_validator,
+)
+
+from chalicelib.errors import ManifestInvalid
+
+MANIFEST_NAME: Final = "sagedock.toml"
+PROJECT_PATTERN: Final = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
+
+_INSTANCE_TYPE = re.compile(r"ml\.[a-z0-9][a-z0-9-]*\.[a-z0-9]+")
+_ENDPOINT_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
+_CHANNEL_NAME = re.compile(r"[A-Za-z0-9.\-_]{1,64}")
+_BUILD_ARG_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_IP_ADDRESS = re.compile(r"\d+\.\d+\.\d+\.\d+")
+
+# SageMaker's own limits, checked here so that a bad value fails at upload and not after a paid build.
+MAX_CHANNELS: Final = 20
+MAX_HYPERPARAMETERS: Final = 100
+MAX_HYPERPARAMETER_LENGTH: Final = 256
+MAX_RUNTIME_SECONDS: Final = 28 * 24 * 3600
+
+Scalar = str | int | float | bool
+
+
+_TOML_KINDS: Final = {
+    dict: "a table",
+    list: "an array",
+    str: "a string",
+    bool: "a boolean",
+    int: "an integer",
+}
+
+
+def _toml_kind(value: object) -> str:
+    return _TOML_KINDS.get(type(value), "a number" if isinstance(value, float) else "a date or time")
+
+
+def _scalar(value: object) -> Scalar:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{value} is not allowed: use a finite number")
+    if isinstance(value, str | int | float):
+        return value
+    raise ValueError(f"must be a string, number or boolean, not {_toml_kind(value)}")
+
+
+def as_string(value: Scalar) -> str:
+    """The text SageMaker and Docker receive for a TOML scalar: booleans as true/false, numbers as written."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _matching(pattern: re.Pattern[str], what: str, hint: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not pattern.fullmatch(value):
+            raise ValueError(f"{value!r} is not a valid {what}: {hint}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _relative_path(value: str) -> str:
+    parts = value.split("/")
+    if not value or value.startswith("/") or "\\" in value or ".." in parts or ":" in parts[0]:
+        raise ValueError(
+            f"{value!r} must be a path inside the bundle, relative to its root, with '/' separators "
+            "and no '..' (like 'Dockerfile' or 'docker/Dockerfile')"
+        )
+    normalized = posixpath.normpath(value)
+    if normalized == "." or value.endswith("/"):
+        raise ValueError(f"{value!r} names a directory: give the path of the Dockerfile itself")
+    return normalized
+
+
+def _channel_source(value: str) -> str:
+    scheme, sep, rest = value.partition("://")
+    if not sep:
+        if not value or value.startswith("/"):
+            raise ValueError(
+                f"{value!r} is not a key prefix: write a prefix in the data bucket without a leading '/' "
+                "(like 'iris/train/') or a full s3:// URI"
+            )
+        return value
+    bucket = rest.split("/", 1)[0]
+    if (
+        scheme != "s3"
+        or not _BUCKET_NAME.fullmatch(bucket)
+        or ".." in bucket
+        or _IP_ADDRESS.fullmatch(bucket)
+    ):
+        raise ValueError(
+            f"{value!r} is not a well-formed S3 URI: write s3://<bucket>/<prefix> with a valid bucket name "
+            "(3-63 lowercase letters, digits, '.' and '-'), or a key prefix in the data bucket"
+        )
+    return value
+
+
+Text = Annotated[str, Field(min_length=1)]
+ScalarValue = Annotated[Scalar, PlainValidator(_scalar)]
+InstanceType = Annotated[
+    str, _matching(_INSTANCE_TYPE, "SageMaker instance type", "use one like 'ml.m5.large'")
+]
+EndpointName = Annotated[
+    str,
+    _matching(
+        _ENDPOINT_NAME,
+        "endpoint name",
+        "use 1-63 letters, digits and hyphens, starting and ending with a letter or digit "
+        "(it defaults to the project name)",
+    ),
+]
+ChannelName = Annotated[
+    str,
+    _matching(_CHANNEL_NAME, "channel name", "use 1-64 letters, digits, '.', '-' and '_'"),
+]
+ChannelSource = Annotated[str, AfterValidator(_channel_source)]
+BuildArgName = Annotated[
+    str,
+    _matching(
+        _BUILD_ARG_NAME, "build argument name", "use letters, digits and '_', not starting with a digit"
+    ),
+]
+BundlePath = Annotated[str, AfterValidator(_relative_path)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+
+class BuildConfig(_Section):
+    """[build]: how CodeBuild builds the image."""
+
+    dockerfile: BundlePath = "Dockerfile"
+    build_args: dict[BuildArgName, ScalarValue] = Field(default_factory=dict)
+
+    def build_args_as_strings(self) -> dict[str, str]:
+        """The --build-arg values as Docker receives them."""
+        return {name: as_string(value) for name, value in self.build_args.items()}
+
+
+class TrainConfig(_Section):
+    """[train]: the SageMaker training job. `channels` maps a channel name to a key prefix in the data
+    bucket or a full s3:// URI; `parse_manifest` fills its default from the project."""
+
+    instance_type: InstanceType = "ml.m5.large"
+    instance_count: int = Field(default=1, gt=0)
+    volume_size_gb: int = Field(default=30, gt=0)
+    max_runtime_seconds: int = Field(default=3600, gt=0, le=MAX_RUNTIME_SECONDS)
+    hyperparameters: dict[Text, ScalarValue] = Field(default_factory=dict, max_length=MAX_HYPERPARAMETERS)
+    channels: dict[ChannelName, ChannelSource] = Field(max_length=MAX_CHANNELS)
+
+    @model_validator(mode="after")
+    def _hyperparameters_fit_sagemaker(self) -> TrainConfig:
+        for name, value in self.hyperparameters.items():
+            if len(name) > MAX_HYPERPARAMETER_LENGTH or len(as_string(value)) > MAX_HYPERPARAMETER_LENGTH:
+                raise ValueError(
+                    f"hyperparameter {name[:40]!r}: SageMaker allows at most {MAX_HYPERPARAMETER_LENGTH} "
+                    "characters in each name and value; pass large settings as a file in a channel"
+                )
+        return self
+
+    def hyperparameters_as_strings(self) -> dict[str, str]:
+        """The HyperParameters of CreateTrainingJob: SageMaker takes strings only (booleans as true/false)."""
+        return {name: as_string(value) for name, value in self.hyperparameters.items()}
+
+    def channel_uris(self, data_bucket: str) -> dict[str, str]:
+        """Each channel's S3 URI, key prefixes resolved against the data bucket."""
+        return {
+            name: source if "://" in source else f"s3://{data_bucket}/{source}"
+            for name, source in self.channels.items()
+        }
+
+
+class ServerlessConfig(_Section):
+    """[deploy.serverless]: a serverless endpoint variant instead of instances."""
+
+    memory_size_mb: Literal[1024, 2048, 3072, 4096, 5120, 6144] = 2048
+    max_concurrency: int = Field(default=5, ge=1, le=200)
+
+
+class DeployConfig(_Section):
+    """[deploy]: the endpoint. `endpoint_name` is filled from the project by `parse_manifest`; the
+    instance settings are ignored when `serverless` is set, and giving both is an error."""
+
+    enabled: bool = True
+    endpoint_name: EndpointName
+    instance_type: InstanceType = "ml.t2.medium"
+    initial_instance_count: int = Field(default=1, gt=0)
+    startup_health_timeout_seconds: int = Field(default=600, ge=60, le=3600)
+    serverless: ServerlessConfig | None = None
+
+    @model_validator(mode="after")
+    def _serverless_or_instances(self) -> DeployConfig:
+        given = sorted({"instance_type", "initial_instance_count"} & self.model_fields_set)
+        if self.serverless is not None and given:
+            raise ValueError(
+                f"serverless and {' and '.join(given)} exclude each other: "
+                "remove one (a serverless endpoint has no instances)"
+            )
+        return self
+
+
+class Manifest(_Section):
+    """A whole sagedock.toml, defaults filled in. Build it with `parse_manifest`."""
+
+    build: BuildConfig = Field(default_factory=BuildConfig)
+    train: TrainConfig
+    deploy: DeployConfig
+
+
+def parse_manifest(text: str | bytes | None, *, project: str) -> Manifest:
+    """Parse and validate a sagedock.toml (None: the bundle has none), raising ManifestInvalid with every
+    problem as `dotted.path: what is wrong` so that the user can fix them all at once."""
+    if not PROJECT_PATTERN.fullmatch(project):
+        raise ValueError(f"not a sagedock project name: {project!r}")
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise ManifestInvalid(
+                f"{MANIFEST_NAME} is not UTF-8 text (bad byte at offset {exc.start}): save it as UTF-8"
+            ) from exc
+    try:
+        data = tomllib.loads(text or "")
+    except tomllib.TOMLDecodeError as exc:
+        raise ManifestInvalid(f"{MANIFEST_NAME} is not valid TOML: {exc}") from exc
+    _fill_project_defaults(data, project)
+    try:
+        return Manifest.model_validate(data)
+    except ValidationError as exc:
+        raise ManifestInvalid(f"invalid {MANIFEST_NAME}: " + "; ".join(_problems(exc))) from exc
+
+
+def _fill_project_defaults(data: dict[str, Any], project: str) -> None:
+    train = data.setdefault("train", {})
+    if isinstance(train, dict):
+        train.setdefault("channels", {"train": f"{project}/train/"})
+    deploy = data.setdefault("deploy", {})
+    if isinstance(deploy, dict):
+        deploy.setdefault("endpoint_name", project)
+
+
+def _problems(exc: ValidationError) -> list[str]:
+    problems = []
+    for error in exc.errors(include_url=False):
+        loc = [str(part) for part in error["loc"]]
+        if loc[-1:] == ["[key]"]:  # a bad dict key: its message names it, so point at the table
+            loc = loc[:-2]
+        if error["type"] == "extra_forbidden":
+            message = "unknown key (allowed here: " + ", ".join(_keys_at(loc[:-1])) + ")"
+        elif error["type"] in ("model_type", "dict_type"):
+            message = f"must be a table, not {_toml_kind(error['input'])}"
+        elif error["type"] == "value_error":
+            message = str(error["ctx"]["error"])
+        else:
+            message = error["msg"]
+        problems.append(f"{'.'.join(loc) or MANIFEST_NAME}: {message}")
+    return problems
+
+
+def _keys_at(loc: list[str]) -> list[str]:
+    model: type[BaseModel] = Manifest
+    for part in loc:
+        field = model.model_fields.get(part)
+        candidates = (field.annotation, *get_args(field.annotation)) if field else ()
+        sections = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+        if not sections:
+            return []
+        model = sections[0]
+    return list(model.model_fields)
