@@ -65,3 +65,31 @@ class UpstreamError(SagedockError):
     """An AWS service refused or failed a call in a way the pipeline cannot recover from by itself."""
 
     code = "UpstreamError"
+
+
+class StaleEvent(SagedockError):
+    """An event asks for a transition the run has already made or moved past; it changes nothing."""
+
+    code = "StaleEvent"
+
+
+class ConcurrentUpdate(SagedockError):
+    """Another writer changed the run between our read and our conditional write."""
+
+    code = "ConcurrentUpdate"
+
+
+class TransientError(SagedockError):
+    """AWS throttled or failed transiently; raising lets Lambda retry the event."""
+
+    code = "Transient"
+
+
+class ModelFailed(SagedockError):
+    """The model's container answered an invocation with an error of its own."""
+
+    code = "ModelError"
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.status = status

@@ -41,7 +41,7 @@ class Settings(BaseModel):
         pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$", validation_alias="SAGEDOCK_SAGEMAKER_ROLE_ARN"
     )
 
-    # Private registry mode: all four of these, or none.
+    # Private registry mode: the registry host, and then the function, network and secret below too.
     private_registry: str | None = Field(default=None, validation_alias="SAGEDOCK_PRIVATE_REGISTRY")
     registry_auth_function_arn: str | None = Field(
         default=None,
@@ -50,13 +50,17 @@ class Settings(BaseModel):
     )
     subnet_ids: CsvList = Field(default_factory=list, validation_alias="SAGEDOCK_SUBNET_IDS")
     security_group_ids: CsvList = Field(default_factory=list, validation_alias="SAGEDOCK_SECURITY_GROUP_IDS")
+    # The secret (JSON username/password) the build pushes with; CodeBuild resolves it, it is never read here.
+    registry_secret_id: str | None = Field(default=None, validation_alias="SAGEDOCK_REGISTRY_SECRET_ID")
 
     # Bundle limits: a bundle beyond any of them is rejected before a build is paid for.
     max_bundle_entries: int = Field(default=10_000, ge=1, validation_alias="SAGEDOCK_MAX_BUNDLE_ENTRIES")
     max_bundle_uncompressed_bytes: int = Field(
         default=4 * 1024**3, ge=1, validation_alias="SAGEDOCK_MAX_BUNDLE_UNCOMPRESSED_BYTES"
     )
-    max_compression_ratio: float = Field(default=200.0, gt=1, validation_alias="SAGEDOCK_MAX_COMPRESSION_RATIO")
+    max_compression_ratio: float = Field(
+        default=200.0, gt=1, validation_alias="SAGEDOCK_MAX_COMPRESSION_RATIO"
+    )
 
     @model_validator(mode="after")
     def _private_registry_complete(self) -> Settings:
@@ -68,6 +72,7 @@ class Settings(BaseModel):
                 ("SAGEDOCK_REGISTRY_AUTH_FUNCTION_ARN", self.registry_auth_function_arn),
                 ("SAGEDOCK_SUBNET_IDS", self.subnet_ids),
                 ("SAGEDOCK_SECURITY_GROUP_IDS", self.security_group_ids),
+                ("SAGEDOCK_REGISTRY_SECRET_ID", self.registry_secret_id),
             )
             if not value
         ]

@@ -1,0 +1,97 @@
+"""sagedock's Lambdas. Read top to bottom: the HTTP API, then one handler per event, in pipeline order.
+
+Each handler parses its event into a typed model and hands it to one transition in chalicelib/pipeline.py.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from chalice.app import Chalice, CloudWatchEvent
+
+from chalicelib import pipeline
+from chalicelib.api import BINARY_CONTENT_TYPES, api
+from chalicelib.dispatch import handle
+from chalicelib.events import (
+    BuildStateChange,
+    EndpointStateChange,
+    ImageAction,
+    ObjectCreated,
+    TrainingJobStateChange,
+)
+
+app = Chalice(app_name="sagedock")
+app.api.binary_types.extend(BINARY_CONTENT_TYPES)
+app.register_blueprint(api)
+
+if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+    # In Lambda a missing or malformed setting fails the cold start, naming the variable.
+    from chalicelib.settings import get_settings
+
+    get_settings()
+
+
+# 1. A bundle is uploaded: validate it, record the run, start the build.
+@app.on_cw_event(
+    {
+        "source": ["aws.s3"],
+        "detail-type": ["Object Created"],
+        "detail": {"object": {"key": [{"prefix": "bundles/"}]}},
+    },
+    name="bundle_uploaded",
+)
+def bundle_uploaded(event: CloudWatchEvent) -> dict[str, Any]:
+    return handle(event, ObjectCreated, pipeline.bundle_uploaded)
+
+
+# 2. The build ended: fail the run, or (with the exported IMAGE_DIGEST) start training.
+@app.on_cw_event(
+    {
+        "source": ["aws.codebuild"],
+        "detail-type": ["CodeBuild Build State Change"],
+        "detail": {"build-status": ["SUCCEEDED", "FAILED", "STOPPED", "FAULT", "TIMED_OUT"]},
+    },
+    name="build_state_changed",
+)
+def build_state_changed(event: CloudWatchEvent) -> dict[str, Any]:
+    return handle(event, BuildStateChange, pipeline.build_state_changed)
+
+
+# 3. The image was pushed to ECR: start training on it, by digest.
+@app.on_cw_event(
+    {
+        "source": ["aws.ecr"],
+        "detail-type": ["ECR Image Action"],
+        "detail": {"action-type": ["PUSH"], "result": ["SUCCESS"]},
+    },
+    name="image_pushed",
+)
+def image_pushed(event: CloudWatchEvent) -> dict[str, Any]:
+    return handle(event, ImageAction, pipeline.image_pushed)
+
+
+# 4. Training ended: fail the run, or create the model, the endpoint config and the endpoint.
+@app.on_cw_event(
+    {
+        "source": ["aws.sagemaker"],
+        "detail-type": ["SageMaker Training Job State Change"],
+        "detail": {"TrainingJobStatus": ["Completed", "Failed", "Stopped"]},
+    },
+    name="training_state_changed",
+)
+def training_state_changed(event: CloudWatchEvent) -> dict[str, Any]:
+    return handle(event, TrainingJobStateChange, pipeline.training_state_changed)
+
+
+# 5. The endpoint is in service (the run SUCCEEDED) or failed.
+@app.on_cw_event(
+    {
+        "source": ["aws.sagemaker"],
+        "detail-type": ["SageMaker Endpoint State Change"],
+        "detail": {"EndpointStatus": ["IN_SERVICE", "FAILED"]},
+    },
+    name="endpoint_state_changed",
+)
+def endpoint_state_changed(event: CloudWatchEvent) -> dict[str, Any]:
+    return handle(event, EndpointStateChange, pipeline.endpoint_state_changed)

@@ -1,0 +1,195 @@
+"""The HTTP API (a Chalice blueprint): uploads, runs, retries, invocations; errors as JSON {code, message}."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from chalice.app import Blueprint, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from chalicelib import names
+from chalicelib.errors import (
+    BadRequest,
+    Conflict,
+    ModelFailed,
+    NotFound,
+    SagedockError,
+    SettingsError,
+    TransientError,
+    UpstreamError,
+)
+from chalicelib.models import Status
+from chalicelib.observability import logger
+from chalicelib.services import get_services
+
+api = Blueprint(__name__)
+
+# The one place where domain errors become HTTP statuses.
+STATUS_OF_ERROR: tuple[tuple[type[SagedockError], int], ...] = (
+    (BadRequest, 400),
+    (NotFound, 404),
+    (Conflict, 409),
+    (TransientError, 503),
+    (UpstreamError, 502),
+    (SettingsError, 500),
+)
+BINARY_CONTENT_TYPES = ["application/x-npy", "application/x-recordio-protobuf"]
+INVOCATION_CONTENT_TYPES = [
+    "text/csv",
+    "application/json",
+    "text/plain",
+    "application/jsonlines",
+    "application/x-npy",
+    "application/octet-stream",
+    "application/x-recordio-protobuf",
+]
+MAX_UPLOAD_BYTES = 5 * 1024**3
+
+
+def error_response(exc: SagedockError) -> Response:
+    """A domain error as a JSON response with the right status."""
+    status = exc.status if isinstance(exc, ModelFailed) else 500
+    for kind, code in STATUS_OF_ERROR:
+        if isinstance(exc, kind):
+            status = code
+            break
+    body: dict[str, Any] = {"code": exc.code, "message": exc.message}
+    if isinstance(exc, BadRequest) and exc.errors:
+        body["errors"] = exc.errors
+    return Response(body=body, status_code=status, headers={"Content-Type": "application/json"})
+
+
+@api.middleware("http")
+def json_errors(event: Request, get_response: Any) -> Response:
+    """Every domain error leaves the API as JSON; anything else is logged and becomes a plain 500."""
+    try:
+        response: Response = get_response(event)
+    except SagedockError as exc:
+        return error_response(exc)
+    except Exception:
+        logger.exception("unhandled error in the HTTP API")
+        return Response(
+            body={"code": "Internal", "message": "internal error; see the API's logs"},
+            status_code=500,
+            headers={"Content-Type": "application/json"},
+        )
+    return response
+
+
+class _Query(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ListRunsQuery(_Query):
+    """GET /runs query string."""
+
+    project: str | None = Field(default=None, pattern=names.PROJECT_PATTERN.pattern)
+    status: Status | None = None
+    limit: int = Field(default=20, ge=1, le=100)
+    next_token: str | None = Field(default=None, max_length=2048)
+
+
+class UploadRequest(_Query):
+    """POST /uploads body."""
+
+    project: str = Field(pattern=names.PROJECT_PATTERN.pattern)
+    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,100}\.zip$")
+
+
+def _validated(model: type[_Query], data: Any) -> Any:
+    try:
+        return model.model_validate(data or {})
+    except ValidationError as exc:
+        errors = [
+            {"field": ".".join(str(p) for p in err["loc"]) or "body", "message": err["msg"]}
+            for err in exc.errors()
+        ]
+        summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        raise BadRequest(f"invalid request: {summary}", code="BadRequest", errors=errors) from exc
+
+
+def _json_body(request: Request) -> Any:
+    try:
+        return request.json_body
+    except Exception as exc:  # chalice raises BadRequestError for unparsable JSON
+        raise BadRequest("the body is not valid JSON", code="BadRequest") from exc
+
+
+@api.route("/health", methods=["GET"])
+def health() -> dict[str, str]:
+    """Liveness: answers without touching AWS."""
+    return {"status": "ok"}
+
+
+@api.route("/uploads", methods=["POST"])
+def create_upload() -> dict[str, Any]:
+    """A presigned POST for a new bundle, so API users need no S3 permissions of their own."""
+    upload = _validated(UploadRequest, _json_body(api.current_request))
+    svc = get_services()
+    name = upload.name or f"{uuid.uuid4().hex}.zip"
+    key = f"{names.BUNDLE_PREFIX}{upload.project}/{name}"
+    expires = 900
+    presigned = svc.s3.generate_presigned_post(
+        Bucket=svc.settings.source_bucket,
+        Key=key,
+        Conditions=[["content-length-range", 1, MAX_UPLOAD_BYTES]],
+        ExpiresIn=expires,
+    )
+    return {
+        "bucket": svc.settings.source_bucket,
+        "key": key,
+        "url": presigned["url"],
+        "fields": presigned["fields"],
+        "expires_in": expires,
+    }
+
+
+@api.route("/runs", methods=["GET"])
+def list_runs() -> dict[str, Any]:
+    """Runs newest first, filtered by project and status, paginated with next_token."""
+    query = _validated(ListRunsQuery, api.current_request.query_params)
+    runs, token = get_services().runs.list(
+        project=query.project, status=query.status, limit=query.limit, next_token=query.next_token
+    )
+    return {"runs": [run.public() for run in runs], "next_token": token}
+
+
+@api.route("/runs/{run_id}", methods=["GET"])
+def get_run(run_id: str) -> dict[str, Any]:
+    """One run with its timeline, provenance and error."""
+    if not names.is_run_id(run_id):
+        raise NotFound(f"no run {run_id}")
+    return get_services().runs.get(run_id).public()
+
+
+@api.route("/runs/{run_id}/retry", methods=["POST"])
+def retry_run(run_id: str) -> dict[str, Any]:
+    """Restart a FAILED run from its failed stage."""
+    from chalicelib.pipeline import retry
+
+    if not names.is_run_id(run_id):
+        raise NotFound(f"no run {run_id}")
+    return retry(run_id, get_services()).public()
+
+
+@api.route("/endpoints/{name}/invocations", methods=["POST"], content_types=INVOCATION_CONTENT_TYPES)
+def invoke_endpoint(name: str) -> Response:
+    """Forward the body and content type to the endpoint and return its answer as it is."""
+    from chalicelib.aws import client
+    from chalicelib.runtime import Endpoints
+
+    if not names.SAGEMAKER_NAME_PATTERN.match(name):
+        raise BadRequest(f"{name!r} is not a valid endpoint name", code="BadRequest")
+    request = api.current_request
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    raw = request.raw_body or b""
+    body = raw.encode() if isinstance(raw, str) else raw
+    if not body:
+        raise BadRequest("the invocation body is empty", code="BadRequest")
+    answer, content_type = Endpoints(client("sagemaker-runtime")).invoke(
+        name, body, headers.get("content-type", "application/octet-stream"), headers.get("accept")
+    )
+    text = content_type.startswith("text/") or "json" in content_type
+    payload: str | bytes = answer.decode("utf-8", errors="replace") if text else answer
+    return Response(body=payload, status_code=200, headers={"Content-Type": content_type})

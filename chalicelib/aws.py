@@ -1,0 +1,63 @@
+"""boto3 clients built lazily (after any mock starts, and only when used) and ClientError translation."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from chalicelib.errors import SagedockError, TransientError, UpstreamError
+
+if TYPE_CHECKING:
+    from botocore.config import Config
+
+TRANSIENT_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "ProvisionedThroughputExceededException",
+        "RequestThrottled",
+        "SlowDown",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "InternalFailure",
+        "InternalError",
+        "InternalServerError",
+        "InternalServerException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    }
+)
+
+
+def _config() -> Config:
+    from botocore.config import Config
+
+    return Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=60)
+
+
+@cache
+def client(service: str) -> Any:
+    """The process-wide client of a service (created on first use, with standard retries)."""
+    import boto3
+
+    return boto3.session.Session().client(service, config=_config())  # type: ignore[call-overload]
+
+
+def error_code(exc: ClientError) -> str:
+    """The AWS error code of a ClientError."""
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def translate(exc: ClientError, doing: str) -> SagedockError:
+    """A domain error for a failed AWS call: TransientError to retry, UpstreamError to record."""
+    code = error_code(exc)
+    message = str(exc.response.get("Error", {}).get("Message", "")) or str(exc)
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    if code in TRANSIENT_CODES or status >= 500:
+        return TransientError(f"{doing}: {code or status}: {message}", code=code or "Transient")
+    return UpstreamError(f"{doing}: {message}", code=code or "UpstreamError")

@@ -1,0 +1,49 @@
+"""The one path every event takes: parse its detail, bind logging to it, run its transition."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+from chalicelib.errors import BadRequest
+from chalicelib.events import parse_detail
+from chalicelib.observability import count, logger
+from chalicelib.services import Services, get_services
+
+D = TypeVar("D")
+
+
+class LambdaEvent(Protocol):
+    """What Chalice hands an on_cw_event handler (chalice.app.CloudWatchEvent)."""
+
+    event_id: str
+    detail_type: str
+    source: str
+    detail: dict[str, Any]
+    context: Any
+
+
+def handle(
+    event: LambdaEvent,
+    model: Any,
+    transition: Callable[[Any, Services], dict[str, Any]],
+    services: Callable[[], Services] = get_services,
+) -> dict[str, Any]:
+    """Parse `event.detail` into `model` and apply `transition`; a malformed event is logged and dropped.
+
+    A malformed event cannot name its run, so there is nothing to record it on; retrying it would fail the
+    same way, so it is not raised (Lambda would retry it twice and then drop it anyway).
+    """
+    logger.set_correlation_id(None)
+    logger.append_keys(event_id=event.event_id, detail_type=event.detail_type)
+    try:
+        detail = parse_detail(model, event.detail)
+    except BadRequest as exc:
+        logger.error("malformed event dropped", extra={"error_message": exc.message})
+        count("MalformedEvents")
+        return {"action": "rejected", "code": exc.code, "reason": exc.message}
+    svc = services()
+    svc.once.bind_context(getattr(event, "context", None))
+    outcome = transition(detail, svc)
+    logger.info("event handled", extra={"outcome": outcome})
+    return outcome

@@ -1,0 +1,38 @@
+"""ECR adapter: one repository per project, scanned on push, with immutable tags."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import ClientError
+
+from chalicelib.aws import error_code, translate
+
+if TYPE_CHECKING:
+    from mypy_boto3_ecr import ECRClient
+
+
+class Ecr:
+    """Creates repositories on demand (idempotently) and answers their URIs."""
+
+    def __init__(self, client: ECRClient) -> None:
+        self._client = client
+
+    def ensure_repository(self, name: str, *, project: str) -> str:
+        """The repository's URI, creating it the first time a project builds."""
+        try:
+            response = self._client.create_repository(
+                repositoryName=name,
+                imageTagMutability="IMMUTABLE",
+                imageScanningConfiguration={"scanOnPush": True},
+                tags=[{"Key": "sagedock:project", "Value": project}],
+            )
+            return response["repository"]["repositoryUri"]
+        except ClientError as exc:
+            if error_code(exc) != "RepositoryAlreadyExistsException":
+                raise translate(exc, f"creating ECR repository {name}") from exc
+        try:
+            described = self._client.describe_repositories(repositoryNames=[name])
+        except ClientError as exc:
+            raise translate(exc, f"describing ECR repository {name}") from exc
+        return described["repositories"][0]["repositoryUri"]

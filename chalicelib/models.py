@@ -1,0 +1,132 @@
+"""The run record: what GET /runs/{run_id} returns and what the runs table stores."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Status(StrEnum):
+    """Run statuses; they only move forward, in this order, to SUCCEEDED or FAILED."""
+
+    RECEIVED = "RECEIVED"
+    BUILDING = "BUILDING"
+    TRAINING = "TRAINING"
+    DEPLOYING = "DEPLOYING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+    @property
+    def rank(self) -> int:
+        """Position in the forward order (both terminal statuses share the last rank)."""
+        return _RANK[self]
+
+    @property
+    def terminal(self) -> bool:
+        """Whether no event can move the run any further."""
+        return self in (Status.SUCCEEDED, Status.FAILED)
+
+
+_RANK = {
+    Status.RECEIVED: 0,
+    Status.BUILDING: 1,
+    Status.TRAINING: 2,
+    Status.DEPLOYING: 3,
+    Status.SUCCEEDED: 4,
+    Status.FAILED: 4,
+}
+
+
+class Stage(StrEnum):
+    """The pipeline stages; an error names the one that failed."""
+
+    VALIDATE = "validate"
+    BUILD = "build"
+    TRAIN = "train"
+    DEPLOY = "deploy"
+
+
+STAGE_OF_STATUS = {
+    Status.RECEIVED: Stage.VALIDATE,
+    Status.BUILDING: Stage.BUILD,
+    Status.TRAINING: Stage.TRAIN,
+    Status.DEPLOYING: Stage.DEPLOY,
+}
+STATUS_OF_STAGE = {stage: status for status, stage in STAGE_OF_STATUS.items()}
+
+
+def utcnow() -> str:
+    """ISO 8601 UTC timestamp with milliseconds and a Z, sortable as a string."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class SourceRef(_Model):
+    """The bundle object the run was made from."""
+
+    bucket: str
+    key: str
+    version_id: str | None = None
+    etag: str | None = None
+    size: int | None = None
+    sha256: str | None = None
+
+
+class ImageRef(_Model):
+    """The image the run built; `uri` is always the by-digest reference once the push is known."""
+
+    repository: str
+    tag: str
+    digest: str | None = None
+    uri: str | None = None
+
+
+class StageEntry(_Model):
+    """One step of the timeline."""
+
+    stage: Stage
+    status: str  # IN_PROGRESS, SUCCEEDED, FAILED, SKIPPED
+    started_at: str
+    ended_at: str | None = None
+    detail: str | None = None
+
+
+class RunError(_Model):
+    """Why a run FAILED, in words a person can act on."""
+
+    stage: Stage
+    code: str
+    message: str
+
+
+class Run(_Model):
+    """A run of the pipeline for one bundle object."""
+
+    run_id: str
+    project: str
+    status: Status
+    source: SourceRef
+    image: ImageRef | None = None
+    build_id: str | None = None
+    training_job_name: str | None = None
+    model_artifact: str | None = None
+    model_name: str | None = None
+    endpoint_config_name: str | None = None
+    endpoint_name: str | None = None
+    created_at: str
+    updated_at: str
+    stages: tuple[StageEntry, ...] = ()
+    error: RunError | None = None
+    attempt: int = Field(default=1, ge=1)
+    manifest: dict[str, Any] | None = None
+    version: int = Field(default=0, ge=0)
+
+    def public(self) -> dict[str, Any]:
+        """The JSON form of the API (the manifest and the lock version are internal)."""
+        return self.model_dump(mode="json", exclude={"version"})

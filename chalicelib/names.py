@@ -1,0 +1,70 @@
+"""Deterministic names: the same bundle object always yields the same run, job, model and config names."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+BUNDLE_PREFIX = "bundles/"
+PROJECT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+# SageMaker resource names: ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}
+SAGEMAKER_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+RUN_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}-[0-9a-f]{12}$")
+
+
+def project_from_key(key: str) -> str | None:
+    """The `<project>` segment of `bundles/<project>/<name>`, or None when the key has no such shape."""
+    if not key.startswith(BUNDLE_PREFIX):
+        return None
+    parts = key[len(BUNDLE_PREFIX) :].split("/")
+    if len(parts) < 2 or not parts[0] or not parts[-1]:
+        return None
+    return parts[0]
+
+
+def is_valid_project(project: str) -> bool:
+    """Whether a project name can name an ECR repository and, by default, an endpoint."""
+    return bool(PROJECT_PATTERN.match(project))
+
+
+def run_id_for(project: str, bucket: str, key: str, version: str) -> str:
+    """`<project>-<12 hex>`: stable for one bundle object (its version id, or its etag when unversioned).
+
+    It doubles as the image tag and as the base of every SageMaker name, so it stays within 53 characters.
+    """
+    digest = hashlib.sha256(f"{bucket}\n{key}\n{version}".encode()).hexdigest()[:12]
+    safe_project = project if is_valid_project(project) else "invalid"
+    return f"{safe_project}-{digest}"
+
+
+def is_run_id(value: str) -> bool:
+    """Whether a string has the shape of a run id (cheap check before a table lookup)."""
+    return bool(RUN_ID_PATTERN.match(value))
+
+
+def training_job_name(run_id: str, attempt: int) -> str:
+    """Training job names cannot be reused, so each attempt of the train stage gets its own."""
+    return f"{run_id}-t{attempt}"
+
+
+def run_id_from_training_job(name: str) -> str | None:
+    """Invert training_job_name (used when an event carries no tags)."""
+    base, sep, suffix = name.rpartition("-t")
+    if not sep or not suffix.isdigit() or not is_run_id(base):
+        return None
+    return base
+
+
+def model_name(run_id: str) -> str:
+    """One model per run: the image digest and the artifact of that run."""
+    return run_id
+
+
+def endpoint_config_name(run_id: str) -> str:
+    """One endpoint config per run, so an endpoint event names the run whose config it serves."""
+    return run_id
+
+
+def ecr_repository(prefix: str, project: str) -> str:
+    """The image repository of a project."""
+    return f"{prefix}/{project}"

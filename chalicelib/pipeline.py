@@ -1,0 +1,448 @@
+"""The pipeline's transitions: one function per event, each idempotent and safe to replay or reorder.
+
+Every function follows the same order: find the run, decide from its recorded state whether the event
+still applies, perform the AWS side effect (deterministic names and idempotency keys make a replay a
+no-op), then record the transition with a conditional write. Failures end the run FAILED with an error
+a person can act on; only transient AWS errors are raised, so that Lambda retries the event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from chalicelib import names, specs
+from chalicelib import statemachine as sm
+from chalicelib.aws import translate
+from chalicelib.errors import BundleRejected, Conflict, StaleEvent, TransientError, UpstreamError
+from chalicelib.events import (
+    BuildStateChange,
+    EndpointStateChange,
+    ImageAction,
+    ObjectCreated,
+    TrainingJobStateChange,
+)
+from chalicelib.models import STAGE_OF_STATUS, ImageRef, Run, SourceRef, Stage, Status
+from chalicelib.observability import count, logger
+from chalicelib.services import Services
+
+Outcome = dict[str, Any]
+FAILED_BUILD_STATUSES = frozenset({"FAILED", "STOPPED", "FAULT", "TIMED_OUT"})
+
+
+def _ignored(reason: str, **keys: Any) -> Outcome:
+    logger.info(f"event ignored: {reason}", extra=keys)
+    count("EventsIgnored")
+    return {"action": "ignored", "reason": reason, **keys}
+
+
+def _record_failure(svc: Services, run_id: str, stage: Stage, code: str, message: str) -> Outcome:
+    try:
+        run = svc.runs.update(
+            run_id, lambda r: sm.fail(r, stage=stage, code=code, message=message, now=svc.clock())
+        )
+    except StaleEvent as exc:
+        return _ignored(str(exc), run_id=run_id)
+    logger.warning("run failed", extra={"stage": stage.value, "code": code, "error_message": message})
+    count("RunsFailed", stage=stage.value)
+    return {"action": "failed", "run_id": run.run_id, "stage": stage.value, "code": code}
+
+
+def _transition(svc: Services, run_id: str, change: Callable[[Run], Run], action: str) -> Outcome:
+    try:
+        run = svc.runs.update(run_id, change)
+    except StaleEvent as exc:
+        return _ignored(str(exc), run_id=run_id)
+    if run.status == Status.SUCCEEDED:
+        count("RunsSucceeded")
+    elif run.status in STAGE_OF_STATUS:
+        count("StageStarted", stage=STAGE_OF_STATUS[run.status].value)
+    logger.info(action, extra={"status": run.status.value})
+    return {"action": action, "run_id": run.run_id, "status": run.status.value}
+
+
+# --- S3 Object Created: validate, record, build ---------------------------------------------------------
+def bundle_uploaded(event: ObjectCreated, svc: Services) -> Outcome:
+    """A bundle landed in the source bucket: record a run, reject a bad bundle, or start its build."""
+    bucket, key = event.bucket.name, event.object.key
+    if bucket != svc.settings.source_bucket:
+        return _ignored("not the source bucket", bucket=bucket)
+    project = names.project_from_key(key)
+    if project is None:
+        return _ignored("not a bundles/<project>/<name>.zip key", key=key)
+    version = event.object.version_id or event.object.etag or ""
+    run_id = names.run_id_for(project, bucket, key, version)
+    logger.set_correlation_id(run_id)
+    now = svc.clock()
+    source = SourceRef(
+        bucket=bucket,
+        key=key,
+        version_id=event.object.version_id,
+        etag=event.object.etag,
+        size=event.object.size,
+    )
+    fresh = sm.new_run(
+        Run(
+            run_id=run_id,
+            project=project,
+            status=Status.RECEIVED,
+            source=source,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    run, created = svc.runs.create(fresh)
+    if created:
+        count("RunsStarted")
+    elif run.status != Status.RECEIVED:
+        return _ignored(f"duplicate upload event; run is {run.status}", run_id=run_id)
+    try:
+        manifest = _validate(svc, run)
+    except BundleRejected as exc:
+        return _record_failure(svc, run_id, Stage.VALIDATE, exc.code, exc.message)
+    return _start_build(svc, run.model_copy(update={"manifest": manifest}))
+
+
+def _validate(svc: Services, run: Run) -> dict[str, Any]:
+    from chalicelib.bundle import BundleLimits, inspect_s3_bundle
+
+    if not names.is_valid_project(run.project):
+        raise BundleRejected(
+            f"project {run.project!r} is not a valid project name: use 1-40 lowercase letters, digits or "
+            "hyphens, starting with a letter or digit (bundles/<project>/<name>.zip)",
+            code="InvalidProject",
+        )
+    if not run.source.key.endswith(".zip"):
+        raise BundleRejected(
+            f"{run.source.key} is not a .zip: a bundle is a zip file named bundles/<project>/<name>.zip",
+            code="NotAZip",
+        )
+    try:
+        report, _stats = inspect_s3_bundle(
+            svc.s3,
+            run.source.bucket,
+            run.source.key,
+            version_id=run.source.version_id,
+            size=run.source.size,
+            limits=BundleLimits.from_settings(svc.settings),
+            project=run.project,
+        )
+    except ClientError as exc:
+        error = translate(exc, f"reading s3://{run.source.bucket}/{run.source.key}")
+        if isinstance(error, TransientError):
+            raise error from exc
+        raise BundleRejected(
+            f"the bundle could not be read: {error.message}", code="UnreadableBundle"
+        ) from exc
+    except UpstreamError as exc:
+        raise BundleRejected(f"the bundle could not be read: {exc.message}", code="UnreadableBundle") from exc
+    manifest: dict[str, Any] = report.manifest.model_dump(mode="json")
+    return manifest
+
+
+def _build_environment(svc: Services, run: Run, repository_uri: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The buildspec's variables (docs/buildspec.md) and, in private mode, its secret references."""
+    build = (run.manifest or {}).get("build", {})
+    registry, _, repository = repository_uri.partition("/")
+    env = {
+        "RUN_ID": run.run_id,
+        "PROJECT": run.project,
+        "IMAGE_REPO": repository,
+        "IMAGE_REPO_URI": repository_uri,
+        "REGISTRY": registry,
+        "IMAGE_TAG": run.run_id,
+        "DOCKERFILE": str(build.get("dockerfile", "Dockerfile")),
+        "BUILD_ARGS": " ".join(f"{k}={v}" for k, v in sorted(build.get("build_args", {}).items())),
+    }
+    secrets: dict[str, str] = {}
+    if svc.settings.private_mode:
+        env["PRIVATE_REGISTRY"] = svc.settings.private_registry or ""
+        secret = svc.settings.registry_secret_id
+        secrets = {"REGISTRY_USERNAME": f"{secret}:username", "REGISTRY_PASSWORD": f"{secret}:password"}
+    return env, secrets
+
+
+def _repository_uri(svc: Services, run: Run) -> str:
+    repository = names.ecr_repository(svc.settings.ecr_prefix, run.project)
+    if svc.settings.private_mode:
+        return f"{svc.settings.private_registry}/{repository}"
+    uri: str = svc.ecr.ensure_repository(repository, project=run.project)
+    return uri
+
+
+def _start_build(svc: Services, run: Run) -> Outcome:
+    try:
+        repository_uri = _repository_uri(svc, run)
+        environment, secrets = _build_environment(svc, run, repository_uri)
+        build_id: str = svc.once(
+            f"build:{run.run_id}:{run.attempt}",
+            lambda: svc.codebuild.start_build(
+                bucket=run.source.bucket,
+                key=run.source.key,
+                version_id=run.source.version_id,
+                environment=environment,
+                secrets=secrets,
+                idempotency_token=f"{run.run_id}-{run.attempt}",
+            ),
+        )
+    except StaleEvent as exc:
+        return _ignored(str(exc), run_id=run.run_id)
+    except UpstreamError as exc:
+        return _record_failure(svc, run.run_id, Stage.BUILD, exc.code, exc.message)
+    image = ImageRef(repository=repository_uri, tag=run.run_id)
+    manifest = run.manifest
+
+    def change(current: Run) -> Run:
+        with_manifest = current.model_copy(update={"manifest": manifest})
+        return sm.start_build(with_manifest, build_id=build_id, image=image, now=svc.clock())
+
+    return _transition(svc, run.run_id, change, "build started")
+
+
+# --- CodeBuild state change and ECR push: start training on the image by digest -------------------------
+def build_state_changed(event: BuildStateChange, svc: Services) -> Outcome:
+    """A build ended: FAILED/STOPPED fails the run; SUCCEEDED with IMAGE_DIGEST starts training."""
+    if event.project_name != svc.settings.codebuild_project:
+        return _ignored("another CodeBuild project", project=event.project_name)
+    run_id = event.environment_value("RUN_ID")
+    run = svc.runs.find(run_id) if run_id else None
+    if run is None:
+        return _ignored("build of no known run", build_id=event.build_id)
+    logger.set_correlation_id(run.run_id)
+    if run.build_id and run.build_id != event.build_id:
+        return _ignored("event of an earlier build of this run", build_id=event.build_id, run_id=run.run_id)
+    status = event.build_status
+    if status in FAILED_BUILD_STATUSES:
+        phase, context = event.failure()
+        logs = event.additional_information.logs
+        message = f"build {status} in phase {phase}" + (f": {context}" if context else "")
+        if logs and logs.deep_link:
+            message += f" (logs: {logs.deep_link})"
+        code = "BuildStopped" if status == "STOPPED" else "BuildFailed"
+        return _record_failure(svc, run.run_id, Stage.BUILD, code, message)
+    if status != "SUCCEEDED":
+        return _ignored(f"build is {status}", run_id=run.run_id)
+    digest = event.exported("IMAGE_DIGEST")
+    if not digest:
+        if run.status == Status.BUILDING:
+            return _record_failure(
+                svc,
+                run.run_id,
+                Stage.BUILD,
+                "NoImageDigest",
+                "the build succeeded but exported no IMAGE_DIGEST: the buildspec must set it in post_build "
+                "and list it under env.exported-variables",
+            )
+        return _ignored("build succeeded without a digest after the run moved on", run_id=run.run_id)
+    return _start_training(svc, run, digest)
+
+
+def image_pushed(event: ImageAction, svc: Services) -> Outcome:
+    """An image was pushed to a project repository with a run id as tag: start that run's training."""
+    if event.action_type != "PUSH" or event.result != "SUCCESS":
+        return _ignored(f"{event.action_type} {event.result}")
+    tag = event.image_tag or ""
+    if not tag:
+        return _ignored("push without a tag (an attestation or an index)", digest=event.image_digest)
+    if not event.repository_name.startswith(svc.settings.ecr_prefix + "/") or not names.is_run_id(tag):
+        return _ignored("not a sagedock image", repository=event.repository_name, tag=tag)
+    run = svc.runs.find(tag)
+    if run is None:
+        return _ignored("push of no known run", tag=tag)
+    logger.set_correlation_id(run.run_id)
+    if run.image and not run.image.repository.endswith("/" + event.repository_name):
+        return _ignored("push to another repository than the run's", repository=event.repository_name)
+    return _start_training(svc, run, event.image_digest)
+
+
+def _start_training(svc: Services, run: Run, digest: str) -> Outcome:
+    if run.status != Status.BUILDING:
+        return _ignored(f"image already handled; run is {run.status}", run_id=run.run_id)
+    assert run.image is not None
+    uri = f"{run.image.repository}@{digest}"
+    job_name = names.training_job_name(run.run_id, run.attempt)
+    request = specs.training_job_request(run, svc.settings, job_name=job_name, image_uri=uri)
+    try:
+        svc.once(f"train:{job_name}", lambda: svc.sagemaker.create_training_job(request))
+    except StaleEvent as exc:
+        return _ignored(str(exc), run_id=run.run_id)
+    except UpstreamError as exc:
+        return _record_failure(svc, run.run_id, Stage.TRAIN, exc.code, exc.message)
+    return _transition(
+        svc,
+        run.run_id,
+        lambda r: sm.start_training(r, digest=digest, uri=uri, job_name=job_name, now=svc.clock()),
+        "training started",
+    )
+
+
+# --- Training job state change: deploy, or fail ---------------------------------------------------------
+def training_state_changed(event: TrainingJobStateChange, svc: Services) -> Outcome:
+    """A training job ended: Failed/Stopped fails the run; Completed creates model, config, endpoint."""
+    run_id = event.tags.get("sagedock:run-id") or names.run_id_from_training_job(event.training_job_name)
+    run = svc.runs.find(run_id) if run_id else None
+    if run is None:
+        return _ignored("training job of no known run", job=event.training_job_name)
+    logger.set_correlation_id(run.run_id)
+    if run.training_job_name != event.training_job_name:
+        return _ignored("event of another training job than the run's", job=event.training_job_name)
+    status = event.training_job_status
+    if status == "Failed":
+        reason = (event.failure_reason or "").strip()
+        message = reason.splitlines()[0] if reason else "training failed without a reason"
+        return _record_failure(svc, run.run_id, Stage.TRAIN, "TrainingFailed", message)
+    if status == "Stopped":
+        return _record_failure(
+            svc,
+            run.run_id,
+            Stage.TRAIN,
+            "TrainingStopped",
+            f"training job {event.training_job_name} was stopped",
+        )
+    if status != "Completed":
+        return _ignored(f"training is {status}", run_id=run.run_id)
+    return _deploy(svc, run)
+
+
+def _deploy(svc: Services, run: Run) -> Outcome:
+    if run.status not in (Status.TRAINING, Status.DEPLOYING):
+        return _ignored(f"training already handled; run is {run.status}", run_id=run.run_id)
+    assert run.training_job_name is not None
+    try:
+        artifact = run.model_artifact or svc.sagemaker.model_artifact(run.training_job_name)
+    except UpstreamError as exc:
+        return _record_failure(svc, run.run_id, Stage.TRAIN, exc.code, exc.message)
+    if not specs.deploy_enabled(run):
+        return _transition(
+            svc,
+            run.run_id,
+            lambda r: sm.succeed_without_deploy(r, model_artifact=artifact, now=svc.clock()),
+            "trained; deploy disabled",
+        )
+    model = names.model_name(run.run_id)
+    config = names.endpoint_config_name(run.run_id)
+    endpoint = specs.endpoint_name(run)
+    try:
+        svc.sagemaker.create_model(
+            specs.model_request(run, svc.settings, model_name=model, model_artifact=artifact)
+        )
+        svc.sagemaker.create_endpoint_config(
+            specs.endpoint_config_request(run, config_name=config, model_name=model)
+        )
+    except UpstreamError as exc:
+        return _record_failure(svc, run.run_id, Stage.DEPLOY, exc.code, exc.message)
+    outcome: Outcome = {"action": "deploying", "run_id": run.run_id}
+    # Recorded before the endpoint call, so an endpoint event, however fast, finds this run DEPLOYING.
+    svc.runs.set_endpoint_owner(endpoint, run.run_id)
+    if run.status == Status.TRAINING:
+        outcome = _transition(
+            svc,
+            run.run_id,
+            lambda r: sm.start_deploy(
+                r,
+                model_artifact=artifact,
+                model_name=model,
+                endpoint_config_name=config,
+                endpoint_name=endpoint,
+                now=svc.clock(),
+            ),
+            "deploy started",
+        )
+        if outcome["action"] == "ignored":
+            return outcome
+    tags = [{"Key": "sagedock:project", "Value": run.project}]
+    try:
+        done = svc.once(
+            f"deploy:{run.run_id}:{run.attempt}",
+            lambda: svc.sagemaker.create_or_update_endpoint(endpoint, config, tags),
+        )
+    except StaleEvent as exc:
+        return _ignored(str(exc), run_id=run.run_id)
+    except (UpstreamError, Conflict) as exc:
+        return _record_failure(svc, run.run_id, Stage.DEPLOY, exc.code, exc.message)
+    logger.info(f"endpoint {endpoint} {done}", extra={"endpoint": endpoint, "config": config})
+    return {**outcome, "endpoint": endpoint, "endpoint_action": done}
+
+
+# --- Endpoint state change: the run is done -------------------------------------------------------------
+def endpoint_state_changed(event: EndpointStateChange, svc: Services) -> Outcome:
+    """InService with this run's config -> SUCCEEDED; Failed (or a rolled-back update) -> FAILED."""
+    if event.status not in ("InService", "Failed"):
+        return _ignored(f"endpoint is {event.status}", endpoint=event.endpoint_name)
+    owner = svc.runs.endpoint_owner(event.endpoint_name)
+    run = svc.runs.find(owner) if owner else None
+    if run is None or run.status != Status.DEPLOYING or run.endpoint_name != event.endpoint_name:
+        return _ignored("no run is deploying this endpoint", endpoint=event.endpoint_name)
+    logger.set_correlation_id(run.run_id)
+    # Events arrive late and out of order; DescribeEndpoint says what is true now.
+    state = svc.sagemaker.describe_endpoint(event.endpoint_name)
+    if state is None:
+        return _record_failure(
+            svc,
+            run.run_id,
+            Stage.DEPLOY,
+            "EndpointMissing",
+            f"endpoint {event.endpoint_name} no longer exists",
+        )
+    if state.status == "InService" and state.config_name == run.endpoint_config_name:
+        return _transition(svc, run.run_id, lambda r: sm.succeed(r, now=svc.clock()), "endpoint in service")
+    if state.status == "Failed":
+        reason = state.failure_reason or event.failure_reason or "no reason given"
+        return _record_failure(
+            svc, run.run_id, Stage.DEPLOY, "EndpointFailed", f"endpoint {state.name} failed: {reason}"
+        )
+    if state.status == "InService" and state.failure_reason:
+        return _record_failure(
+            svc,
+            run.run_id,
+            Stage.DEPLOY,
+            "EndpointUpdateFailed",
+            f"endpoint {state.name} rolled back to config {state.config_name}: {state.failure_reason}",
+        )
+    return _ignored(f"endpoint is {state.status} with config {state.config_name}", run_id=run.run_id)
+
+
+# --- Retry (HTTP) ---------------------------------------------------------------------------------------
+def retry(run_id: str, svc: Services) -> Run:
+    """Restart a FAILED run from its failed stage as a new attempt."""
+    run = svc.runs.get(run_id)
+    stage = sm.retry_stage(run)
+    attempt = run.attempt + 1
+    now = svc.clock()
+    nxt = run.model_copy(update={"attempt": attempt})
+    fields: dict[str, Any] = {}
+    if stage == Stage.BUILD:
+        repository_uri = _repository_uri(svc, nxt)
+        environment, secrets = _build_environment(svc, nxt, repository_uri)
+        fields["build_id"] = svc.codebuild.start_build(
+            bucket=run.source.bucket,
+            key=run.source.key,
+            version_id=run.source.version_id,
+            environment=environment,
+            secrets=secrets,
+            idempotency_token=f"{run.run_id}-{attempt}",
+        )
+        fields["image"] = ImageRef(repository=repository_uri, tag=run.run_id)
+    elif stage == Stage.TRAIN:
+        if run.image is None or not run.image.uri:
+            raise Conflict(f"run {run.run_id} has no image to train on; it restarts from the build")
+        job_name = names.training_job_name(run.run_id, attempt)
+        request = specs.training_job_request(nxt, svc.settings, job_name=job_name, image_uri=run.image.uri)
+        svc.sagemaker.create_training_job(request)
+        fields["training_job_name"] = job_name
+    updated = svc.runs.update(
+        run_id,
+        lambda r: sm.retry(r, now=now, **fields) if r.attempt == run.attempt else _raise_stale(r),
+    )
+    if stage == Stage.DEPLOY:
+        outcome = _deploy(svc, updated)
+        logger.info("retried deploy", extra=outcome)
+        updated = svc.runs.get(run_id)
+    count("StageStarted", stage=stage.value)
+    return updated
+
+
+def _raise_stale(run: Run) -> Run:
+    raise Conflict(f"run {run.run_id} was retried concurrently (now attempt {run.attempt})")

@@ -1,0 +1,238 @@
+"""The runs table: run records with optimistic locking, listing by project or time, endpoint ownership."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from chalicelib.aws import error_code, translate
+from chalicelib.errors import BadRequest, ConcurrentUpdate, NotFound, StaleEvent
+from chalicelib.models import Run, Status
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+# Key schema (infra/ and the local cloud create the table with exactly this).
+PARTITION_KEY = "run_id"
+BY_PROJECT_INDEX = "by_project"  # project (S) + created_at (S)
+BY_CREATED_INDEX = "by_created"  # kind (S) + created_at (S): every run, newest first
+RUN_KIND = "run"
+ENDPOINT_PREFIX = "endpoint#"
+MAX_UPDATE_ATTEMPTS = 8
+MAX_LIST_QUERIES = 20
+
+
+def table_definition(name: str) -> dict[str, Any]:
+    """CreateTable arguments for the runs table (the one place that knows its schema)."""
+    return {
+        "TableName": name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [
+            {"AttributeName": "run_id", "AttributeType": "S"},
+            {"AttributeName": "project", "AttributeType": "S"},
+            {"AttributeName": "kind", "AttributeType": "S"},
+            {"AttributeName": "created_at", "AttributeType": "S"},
+        ],
+        "KeySchema": [{"AttributeName": PARTITION_KEY, "KeyType": "HASH"}],
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": index,
+                "KeySchema": [
+                    {"AttributeName": hash_key, "KeyType": "HASH"},
+                    {"AttributeName": "created_at", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+            for index, hash_key in ((BY_PROJECT_INDEX, "project"), (BY_CREATED_INDEX, "kind"))
+        ],
+    }
+
+
+def idempotency_table_definition(name: str) -> dict[str, Any]:
+    """CreateTable arguments for the idempotency table (powertools' default key `id`)."""
+    return {
+        "TableName": name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}],
+        "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+    }
+
+
+def _item(run: Run) -> dict[str, Any]:
+    return {
+        "run_id": {"S": run.run_id},
+        "kind": {"S": RUN_KIND},
+        "project": {"S": run.project},
+        "status": {"S": run.status.value},
+        "created_at": {"S": run.created_at},
+        "updated_at": {"S": run.updated_at},
+        "version": {"N": str(run.version)},
+        "record": {"S": run.model_dump_json(exclude={"version"})},
+    }
+
+
+def _run(item: dict[str, Any]) -> Run:
+    record = json.loads(item["record"]["S"])
+    record["version"] = int(item["version"]["N"])
+    return Run.model_validate(record)
+
+
+def encode_token(key: dict[str, Any]) -> str:
+    """An opaque pagination token for a DynamoDB LastEvaluatedKey."""
+    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def decode_token(token: str) -> dict[str, Any]:
+    """The LastEvaluatedKey inside a token; BadRequest when it is not one of ours."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        key = json.loads(raw)
+    except (binascii.Error, ValueError) as exc:
+        raise BadRequest("next_token is not a token this API returned", code="InvalidToken") from exc
+    valid = isinstance(key, dict) and all(
+        isinstance(v, dict) and set(v) == {"S"} and isinstance(v["S"], str) for v in key.values()
+    )
+    if not valid:
+        raise BadRequest("next_token is not a token this API returned", code="InvalidToken")
+    result: dict[str, Any] = key
+    return result
+
+
+class RunStore:
+    """Runs in DynamoDB; every write is conditional, so concurrent and replayed events cannot clobber."""
+
+    def __init__(self, client: DynamoDBClient, table: str) -> None:
+        self._client = client
+        self._table = table
+
+    def create(self, run: Run) -> tuple[Run, bool]:
+        """Insert a new run; if it exists already (a duplicate event), return the stored one and False."""
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=_item(run),
+                ConditionExpression="attribute_not_exists(run_id)",
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return self.get(run.run_id), False
+            raise translate(exc, "recording the run") from exc
+        return run, True
+
+    def get(self, run_id: str) -> Run:
+        """The run, or NotFound."""
+        try:
+            response = self._client.get_item(
+                TableName=self._table, Key={"run_id": {"S": run_id}}, ConsistentRead=True
+            )
+        except ClientError as exc:
+            raise translate(exc, "reading the run") from exc
+        item = response.get("Item")
+        if not item or "record" not in item:
+            raise NotFound(f"no run {run_id}")
+        return _run(item)
+
+    def find(self, run_id: str) -> Run | None:
+        """The run, or None."""
+        try:
+            return self.get(run_id)
+        except NotFound:
+            return None
+
+    def save(self, run: Run, *, expected_version: int) -> Run:
+        """Write `run` if nobody else wrote since `expected_version`; ConcurrentUpdate otherwise."""
+        stored = run.model_copy(update={"version": expected_version + 1})
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=_item(stored),
+                ConditionExpression="version = :expected",
+                ExpressionAttributeValues={":expected": {"N": str(expected_version)}},
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                raise ConcurrentUpdate(f"run {run.run_id} changed while it was being updated") from exc
+            raise translate(exc, "updating the run") from exc
+        return stored
+
+    def update(self, run_id: str, change: Callable[[Run], Run]) -> Run:
+        """Read, apply a pure transition, write conditionally; re-read and re-apply on a lost race.
+
+        `change` raises StaleEvent when the transition no longer applies; that propagates to the caller.
+        """
+        for _ in range(MAX_UPDATE_ATTEMPTS):
+            current = self.get(run_id)
+            new = change(current)
+            try:
+                return self.save(new, expected_version=current.version)
+            except ConcurrentUpdate:
+                continue
+        raise StaleEvent(f"run {run_id} kept changing; gave up after {MAX_UPDATE_ATTEMPTS} attempts")
+
+    def list(
+        self, *, project: str | None, status: Status | None, limit: int, next_token: str | None
+    ) -> tuple[list[Run], str | None]:
+        """Runs newest first, for one project or all, optionally of one status; with a next token."""
+        query: dict[str, Any] = {"TableName": self._table, "ScanIndexForward": False}
+        if project:
+            query |= {
+                "IndexName": BY_PROJECT_INDEX,
+                "KeyConditionExpression": "project = :p",
+                "ExpressionAttributeValues": {":p": {"S": project}},
+            }
+        else:
+            query |= {
+                "IndexName": BY_CREATED_INDEX,
+                "KeyConditionExpression": "kind = :k",
+                "ExpressionAttributeValues": {":k": {"S": RUN_KIND}},
+            }
+        if status:
+            query["FilterExpression"] = "#status = :s"
+            query["ExpressionAttributeNames"] = {"#status": "status"}
+            query["ExpressionAttributeValues"][":s"] = {"S": status.value}
+        start = decode_token(next_token) if next_token else None
+        runs: list[Run] = []
+        for _ in range(MAX_LIST_QUERIES):
+            # Limit counts items examined, so asking only for what is missing never skips past the page.
+            page = dict(query, Limit=limit - len(runs))
+            if start:
+                page["ExclusiveStartKey"] = start
+            try:
+                response = self._client.query(**page)
+            except ClientError as exc:
+                if error_code(exc) == "ValidationException" and start:
+                    raise BadRequest("next_token does not belong to this query", code="InvalidToken") from exc
+                raise translate(exc, "listing runs") from exc
+            runs.extend(_run(item) for item in response.get("Items", []))
+            start = response.get("LastEvaluatedKey")
+            if not start or len(runs) >= limit:
+                break
+        return runs, encode_token(start) if start else None
+
+    def set_endpoint_owner(self, endpoint_name: str, run_id: str) -> None:
+        """Record which run last changed an endpoint (endpoint events are matched through this)."""
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item={"run_id": {"S": ENDPOINT_PREFIX + endpoint_name}, "owner": {"S": run_id}},
+            )
+        except ClientError as exc:
+            raise translate(exc, "recording the endpoint's deployment") from exc
+
+    def endpoint_owner(self, endpoint_name: str) -> str | None:
+        """The run that last changed this endpoint, if any."""
+        try:
+            response = self._client.get_item(
+                TableName=self._table,
+                Key={"run_id": {"S": ENDPOINT_PREFIX + endpoint_name}},
+                ConsistentRead=True,
+            )
+        except ClientError as exc:
+            raise translate(exc, "reading the endpoint's deployment") from exc
+        item = response.get("Item")
+        return item["owner"]["S"] if item else None

@@ -1,0 +1,129 @@
+"""SageMaker adapter: training jobs, models, endpoint configs and endpoints, each created idempotently."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from chalicelib.aws import error_code, translate
+from chalicelib.errors import Conflict, UpstreamError
+
+if TYPE_CHECKING:
+    from mypy_boto3_sagemaker import SageMakerClient
+
+BUSY_STATUSES = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"})
+
+
+@dataclass(frozen=True)
+class EndpointState:
+    """What DescribeEndpoint says: the source of truth when an endpoint event arrives."""
+
+    name: str
+    status: str
+    config_name: str
+    failure_reason: str | None
+
+
+class SageMaker:
+    """Creates what a run needs; a replayed create finds the resource from the first and goes on."""
+
+    def __init__(self, client: SageMakerClient) -> None:
+        self._client = client
+
+    def create_training_job(self, request: dict[str, Any]) -> bool:
+        """Start the job; False when a job of that name exists already (a replay)."""
+        try:
+            self._client.create_training_job(**request)
+        except ClientError as exc:
+            if error_code(exc) == "ResourceInUse":
+                return False
+            raise translate(exc, f"creating training job {request['TrainingJobName']}") from exc
+        return True
+
+    def model_artifact(self, job_name: str) -> str:
+        """The S3 URI of the job's model.tar.gz (the event does not carry it)."""
+        try:
+            job = self._client.describe_training_job(TrainingJobName=job_name)
+        except ClientError as exc:
+            raise translate(exc, f"describing training job {job_name}") from exc
+        artifact = job.get("ModelArtifacts", {}).get("S3ModelArtifacts")
+        if not artifact:
+            raise UpstreamError(
+                f"training job {job_name} completed without a model artifact", code="NoArtifact"
+            )
+        return artifact
+
+    def create_model(self, request: dict[str, Any]) -> None:
+        """Create the model unless it exists already."""
+        name = request["ModelName"]
+        try:
+            self._client.create_model(**request)
+        except ClientError as exc:
+            if not self._exists(self._client.describe_model, ModelName=name):
+                raise translate(exc, f"creating model {name}") from exc
+
+    def create_endpoint_config(self, request: dict[str, Any]) -> None:
+        """Create the endpoint config unless it exists already."""
+        name = request["EndpointConfigName"]
+        try:
+            self._client.create_endpoint_config(**request)
+        except ClientError as exc:
+            if not self._exists(self._client.describe_endpoint_config, EndpointConfigName=name):
+                raise translate(exc, f"creating endpoint config {name}") from exc
+
+    def describe_endpoint(self, name: str) -> EndpointState | None:
+        """The endpoint's state, or None when it does not exist."""
+        try:
+            matches = self._client.list_endpoints(NameContains=name, MaxResults=100)["Endpoints"]
+        except ClientError as exc:
+            raise translate(exc, f"listing endpoints named {name}") from exc
+        if not any(e["EndpointName"] == name for e in matches):
+            return None
+        try:
+            found = self._client.describe_endpoint(EndpointName=name)
+        except ClientError as exc:
+            raise translate(exc, f"describing endpoint {name}") from exc
+        return EndpointState(
+            name=name,
+            status=found["EndpointStatus"],
+            config_name=found["EndpointConfigName"],
+            failure_reason=found.get("FailureReason"),
+        )
+
+    def create_or_update_endpoint(self, name: str, config_name: str, tags: list[dict[str, str]]) -> str:
+        """Point the endpoint at `config_name`: create it, update it, or nothing if it already is.
+
+        Returns what was done: "created", "updated" or "unchanged".
+        """
+        current = self.describe_endpoint(name)
+        try:
+            if current is None:
+                self._client.create_endpoint(EndpointName=name, EndpointConfigName=config_name, Tags=tags)  # type: ignore[arg-type]
+                return "created"
+            if current.config_name == config_name:
+                return "unchanged"
+            if current.status in BUSY_STATUSES:
+                raise Conflict(
+                    f"endpoint {name} is {current.status} with config {current.config_name}; "
+                    "retry this run once that change has finished"
+                )
+            if current.status == "Failed":
+                raise Conflict(
+                    f"endpoint {name} is Failed ({current.failure_reason or 'no reason given'}) and cannot "
+                    f"be updated; delete it (aws sagemaker delete-endpoint --endpoint-name {name}) "
+                    "and retry this run"
+                )
+            self._client.update_endpoint(EndpointName=name, EndpointConfigName=config_name)
+            return "updated"
+        except ClientError as exc:
+            raise translate(exc, f"deploying endpoint {name}") from exc
+
+    @staticmethod
+    def _exists(describe: Any, **name: str) -> bool:
+        try:
+            describe(**name)
+        except ClientError:
+            return False
+        return True
