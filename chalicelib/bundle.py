@@ -285,6 +285,12 @@ def _read_directory_record(fileobj: SeekableReader, limits: BundleLimits) -> _Di
     tail = fileobj.read(window)
     at = tail.rfind(b"PK\x05\x06")
     if at < 0 or at + _EOCD.size > len(tail):
+        fileobj.seek(0)
+        if fileobj.read(4) == b"PK\x03\x04":
+            raise BundleRejected(
+                "the zip has no end record: the upload was probably cut short; upload the bundle again",
+                code="CorruptZip",
+            )
         raise BundleRejected(
             "the bundle is not a zip file: upload a zip of your project folder's contents, made with "
             "cd project && zip -r ../bundle.zip .",

@@ -153,7 +153,7 @@ BundlePath = Annotated[str, AfterValidator(_relative_path)]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)
 
 
 class BuildConfig(_Section):
