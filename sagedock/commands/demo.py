@@ -1,0 +1,115 @@
+"""`sagedock demo` (what `make demo` runs): the whole product on this machine, from bundle to prediction.
+
+Starts the local cloud, submits the sample image in container/ as project `demo`, follows the run, invokes
+the endpoint with sample rows, prints the predictions and the run's timeline, and shuts everything down.
+Exits 0 only when predictions came back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from sagedock.client import ApiClient, ApiError, Target
+from sagedock.commands.local import configure_logging
+from sagedock.commands.status import error_text, timeline
+from sagedock.commands.submit import SubmitError, follow, submit
+
+PROJECT = "demo"
+SAMPLES_PER_LABEL = 1
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("demo", help="run the whole pipeline locally on the sample image")
+    parser.add_argument(
+        "--bundle", type=Path, help="the bundle directory (default: the sample in container/)"
+    )
+    parser.add_argument(
+        "--state-dir", type=Path, help="images, logs and work trees (default: .sagedock/local)"
+    )
+    parser.add_argument("--timeout", type=float, default=600, help="give up after this many seconds")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show the local cloud's own log")
+    parser.set_defaults(func=run)
+
+
+def sample_rows(data_dir: Path, per_label: int = SAMPLES_PER_LABEL) -> list[tuple[str, list[str]]]:
+    """(label, features) for a few rows of each label of the sample data (label in the first column)."""
+    picked: dict[str, list[list[str]]] = {}
+    for path in sorted(data_dir.glob("*.csv")):
+        with path.open(newline="") as handle:
+            for row in csv.reader(handle):
+                if len(row) > 1 and len(picked.setdefault(row[0], [])) < per_label:
+                    picked[row[0]].append(row[1:])
+    return [(label, features) for label, rows in picked.items() for features in rows]
+
+
+def run(args: argparse.Namespace) -> int:
+    from sagedock.local.cloud import PROJECT_DIR, LocalCloud
+
+    began = time.monotonic()
+    configure_logging(args.verbose)
+    if not args.verbose:
+        import logging
+
+        logging.getLogger("sagedock").setLevel(logging.WARNING)
+    bundle = args.bundle or PROJECT_DIR / "container"
+    say = _printer(began)
+    say("starting the local cloud (AWS emulator, the app's API and handlers, build/train/host executors)")
+    cloud = LocalCloud(state_dir=args.state_dir)
+    try:
+        contract = cloud.start()
+        target = Target(
+            api_url=contract["SAGEDOCK_API_URL"],
+            source_bucket=contract["SAGEDOCK_SOURCE_BUCKET"],
+            endpoint_url=contract["AWS_ENDPOINT_URL"],
+            region=contract["AWS_REGION"],
+            local=True,
+        )
+        say(f"API {target.api_url}, emulator {target.endpoint_url}")
+        return _demo(target, bundle, args.timeout, say)
+    except (SubmitError, ApiError, TimeoutError) as exc:
+        print(f"demo failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        say("stopping the local cloud")
+        cloud.stop()
+        say(f"done in {time.monotonic() - began:.1f}s")
+
+
+def _printer(began: float) -> Any:
+    def say(message: str) -> None:
+        print(f"[{time.monotonic() - began:5.1f}s] {message}", flush=True)
+
+    return say
+
+
+def _demo(target: Target, bundle: Path, timeout: float, say: Any) -> int:
+    client = ApiClient(target)
+    say(f"submitting {bundle} as project {PROJECT!r}")
+    submission = submit(bundle, PROJECT, target, say=say)
+    record = follow(client, submission.run_id, timeout=timeout, say=lambda line: say("  " + line))
+    if record.get("status") != "SUCCEEDED":
+        print(f"the run FAILED: {error_text(record)}", file=sys.stderr)
+        print("timeline:\n" + timeline(record), file=sys.stderr)
+        return 1
+    endpoint = str(record.get("endpoint_name"))
+    rows = sample_rows(bundle / "data")
+    if not rows:
+        print(f"no sample rows in {bundle / 'data'}", file=sys.stderr)
+        return 1
+    body = "".join(",".join(features) + "\n" for _, features in rows)
+    say(f"invoking endpoint {endpoint!r} with {len(rows)} rows (text/csv)")
+    content_type, answer = client.invoke(endpoint, body.encode(), content_type="text/csv")
+    predictions = answer.decode("utf-8", "replace").strip().splitlines()
+    if not predictions:
+        print("the endpoint answered with no predictions", file=sys.stderr)
+        return 1
+    print(f"\npredictions ({content_type}):")
+    for (label, features), prediction in zip(rows, predictions + [""] * len(rows), strict=False):
+        print(f"  {','.join(features):<22} -> {prediction:<14} (labelled {label})")
+    print(f"\nrun {record['run_id']} timeline:\n{timeline(record)}\n")
+    return 0

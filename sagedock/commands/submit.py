@@ -1,0 +1,204 @@
+"""`sagedock submit DIR|ZIP --project NAME [--follow]`: upload a bundle and, optionally, follow its run."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import sys
+import time
+import tomllib
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sagedock.client import ApiClient, ApiError, NoTarget, Target, add_target_arguments, target_from_args
+from sagedock.commands.status import error_text
+
+PROJECT_HELP = "names the ECR repository and, by default, the endpoint: [a-z0-9][a-z0-9-]{0,39}"
+SKIPPED_DIRS = {
+    ".git",
+    ".hg",
+    ".svn",
+    "__pycache__",
+    ".venv",
+    "venv",
+    ".mypy_cache",
+    ".pytest_cache",
+    ".ruff_cache",
+}
+TERMINAL = ("SUCCEEDED", "FAILED")
+POLL_SECONDS = 0.5
+# Zip entries get a fixed time so the same directory always makes the same bundle bytes.
+ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+class SubmitError(Exception):
+    """The bundle cannot be submitted as it is; the message says why."""
+
+
+@dataclass(frozen=True)
+class Submission:
+    """An uploaded bundle and the run it starts."""
+
+    bucket: str
+    key: str
+    version_id: str | None
+    etag: str
+    run_id: str
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("submit", help="upload a bundle (a directory or a zip) and start a run")
+    parser.add_argument("path", metavar="DIR|ZIP", type=Path)
+    parser.add_argument("--project", required=True, help=PROJECT_HELP)
+    parser.add_argument("--follow", action="store_true", help="show the run stage by stage until it ends")
+    parser.add_argument(
+        "--timeout", type=float, default=1800, help="give up following after this many seconds"
+    )
+    add_target_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        target = target_from_args(args)
+        submission = submit(args.path, args.project, target, say=print)
+    except (SubmitError, NoTarget) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not args.follow:
+        return 0
+    try:
+        record = follow(ApiClient(target), submission.run_id, timeout=args.timeout, say=print)
+    except (ApiError, TimeoutError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    if record.get("status") != "SUCCEEDED":
+        print(f"run {submission.run_id} FAILED: {error_text(record)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def bundle_bytes(path: Path) -> bytes:
+    """The zip to upload: a directory is zipped (refused without its Dockerfile), a zip is checked."""
+    if path.is_dir():
+        dockerfile = _dockerfile_name(path / "sagedock.toml")
+        if not (path / dockerfile).is_file():
+            raise SubmitError(
+                f"{path} has no {dockerfile}: a bundle needs one at its root (see docs/local-cloud.md)"
+            )
+        return zip_directory(path)
+    if not path.is_file():
+        raise SubmitError(f"{path} is neither a directory nor a file")
+    data = path.read_bytes()
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            names = set(archive.namelist())
+            manifest = archive.read("sagedock.toml").decode() if "sagedock.toml" in names else ""
+    except zipfile.BadZipFile as exc:
+        raise SubmitError(f"{path} is not a zip file") from exc
+    dockerfile = _dockerfile_name_from_text(manifest)
+    if dockerfile not in names:
+        raise SubmitError(f"{path} has no {dockerfile} at its root: a bundle needs one")
+    return data
+
+
+def _dockerfile_name(manifest: Path) -> str:
+    return _dockerfile_name_from_text(manifest.read_text() if manifest.is_file() else "")
+
+
+def _dockerfile_name_from_text(text: str) -> str:
+    try:
+        name = tomllib.loads(text).get("build", {}).get("dockerfile", "Dockerfile") if text else "Dockerfile"
+    except tomllib.TOMLDecodeError as exc:
+        raise SubmitError(f"sagedock.toml is not valid TOML: {exc}") from exc
+    return str(name)
+
+
+def zip_directory(root: Path) -> bytes:
+    """The directory as a zip, in a stable order with fixed times (same tree, same bytes)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(root.rglob("*")):
+            relative = path.relative_to(root)
+            if (
+                any(part in SKIPPED_DIRS for part in relative.parts)
+                or path.is_symlink()
+                or not path.is_file()
+            ):
+                continue
+            if path.suffix == ".pyc":
+                continue
+            info = zipfile.ZipInfo(relative.as_posix(), date_time=ZIP_TIME)
+            info.external_attr = (path.stat().st_mode & 0o777 | 0o100000) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, path.read_bytes())
+    return buffer.getvalue()
+
+
+def submit(path: Path, project: str, target: Target, *, say: Callable[[str], Any] = print) -> Submission:
+    """Upload the bundle under bundles/<project>/ and work out the run it starts."""
+    from chalicelib import names
+
+    if not names.is_valid_project(project):
+        raise SubmitError(f"invalid project {project!r}: {PROJECT_HELP}")
+    if not target.source_bucket:
+        raise SubmitError("no source bucket: pass --source-bucket or set SAGEDOCK_SOURCE_BUCKET")
+    data = bundle_bytes(path)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    key = f"bundles/{project}/{stamp}-{hashlib.sha256(data).hexdigest()[:8]}.zip"
+    answer = _s3(target).put_object(
+        Bucket=target.source_bucket, Key=key, Body=data, ContentType="application/zip"
+    )
+    etag = str(answer.get("ETag", "")).strip('"')
+    version_id = answer.get("VersionId")
+    run_id = names.run_id_for(project, target.source_bucket, key, version_id or etag)
+    say(f"uploaded s3://{target.source_bucket}/{key} ({len(data)} bytes)")
+    say(f"run {run_id}")
+    return Submission(target.source_bucket, key, version_id, etag, run_id)
+
+
+def _s3(target: Target) -> Any:
+    import boto3
+
+    return boto3.session.Session().client("s3", endpoint_url=target.endpoint_url, region_name=target.region)
+
+
+def follow(
+    client: ApiClient,
+    run_id: str,
+    *,
+    timeout: float,
+    say: Callable[[str], Any] = print,
+    poll: float = POLL_SECONDS,
+) -> dict[str, Any]:
+    """Poll the run until it ends, saying each stage as it starts and ends; returns the final record."""
+    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    seen: set[tuple[str, str]] = set()
+    status = ""
+    while True:
+        try:
+            record = client.get_run(run_id)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            record = {}
+        for entry in record.get("stages") or []:
+            key = (str(entry.get("stage")), str(entry.get("status")))
+            if key not in seen:
+                seen.add(key)
+                detail = f" - {entry['detail']}" if entry.get("detail") else ""
+                say(f"[{time.monotonic() - started:6.1f}s] {key[0]:<9} {key[1]}{detail}")
+        if record.get("status") and record["status"] != status:
+            status = record["status"]
+            if status in TERMINAL:
+                say(f"[{time.monotonic() - started:6.1f}s] run {status}")
+                return record
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"run {run_id} is still {status or 'not recorded'} after {timeout:.0f}s")
+        time.sleep(poll)

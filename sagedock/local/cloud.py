@@ -1,0 +1,223 @@
+"""`sagedock local up`: the emulator, the provisioned resources, the app's handlers and API, the executors.
+
+One LocalCloud per process: the app's handlers and the emulator's hooks are process-wide.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import shutil
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from sagedock.local.emulator import DUMMY_CREDENTIALS, Emulator
+from sagedock.local.events import REGION
+from sagedock.local.provision import Resources, provision
+
+log = logging.getLogger("sagedock.local")
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+READY_KEY = "SAGEDOCK_LOCAL_READY"
+ENV_FILE = "env"
+
+
+def credentials_env(endpoint_url: str, region: str = REGION) -> dict[str, str]:
+    """Dummy credentials and the emulator endpoint: what an AWS SDK or CLI needs to reach the local cloud."""
+    return {
+        "AWS_ENDPOINT_URL": endpoint_url,
+        "AWS_REGION": region,
+        "AWS_DEFAULT_REGION": region,
+        "AWS_ACCESS_KEY_ID": DUMMY_CREDENTIALS["aws_access_key_id"],
+        "AWS_SECRET_ACCESS_KEY": DUMMY_CREDENTIALS["aws_secret_access_key"],
+    }
+
+
+@dataclass
+class LocalCloud:
+    """The whole pipeline on this machine: `start()` returns the KEY=VALUE contract, `stop()` undoes all."""
+
+    project_dir: Path = PROJECT_DIR
+    state_dir: Path | None = None
+    resources: Resources = field(default_factory=Resources)
+    workers: int = 4
+    emulator: Emulator = field(default_factory=Emulator)
+    _stack: list[Any] = field(default_factory=list)
+    _saved_env: dict[str, str | None] = field(default_factory=dict)
+    contract: dict[str, str] = field(default_factory=dict)
+    router: Any = None
+    host: Any = None
+
+    @property
+    def state(self) -> Path:
+        """Where images, logs and work trees go (images are kept across runs: they are content-addressed)."""
+        return self.state_dir or self.project_dir / ".sagedock" / "local"
+
+    def start(self) -> dict[str, str]:
+        """Bring everything up; returns the contract (also written to `<state>/env`)."""
+        from sagedock.local.build import BuildExecutor
+        from sagedock.local.host import HostExecutor
+        from sagedock.local.images import ImageStore
+        from sagedock.local.router import Router
+        from sagedock.local.server import ApiServer
+        from sagedock.local.train import TrainExecutor
+
+        started = time.monotonic()
+        work = self.state / "work"
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(self.state / "logs", ignore_errors=True)
+        work.mkdir(parents=True)
+        try:
+            url = self.emulator.start()
+            self._stack.append(self.emulator.stop)
+            self._set_env(
+                {**credentials_env(url, self.resources.region), **self.resources.settings(), **_quiet_env()}
+            )
+            import boto3
+
+            provision(
+                boto3.session.Session(), url, self.resources, sample_data=self.project_dir / "container"
+            )
+            store = ImageStore(self.state / "images")
+            self.host = HostExecutor(self.emulator, store, work / "endpoints")
+            for executor in (
+                BuildExecutor(self.emulator, store, self.state / "logs" / "builds"),
+                TrainExecutor(self.emulator, store, work / "training"),
+                self.host,
+            ):
+                executor.install()
+                self._stack.append(executor.close)
+            app = load_app(self.project_dir)
+            self._stack.append(route_stdout_logs(self.state / "logs" / "app.log"))
+            warm_clients()
+            self.router = Router(app, workers=self.workers)
+            self._stack.append(self.router.close)
+            self.emulator.bus.subscribe(self.router.deliver)
+            api = ApiServer(app)
+            api_url = api.start()
+            self._stack.append(api.stop)
+        except BaseException:
+            self.stop()
+            raise
+        self.contract = {
+            **credentials_env(url, self.resources.region),
+            "SAGEDOCK_API_URL": api_url,
+            "SAGEDOCK_SOURCE_BUCKET": self.resources.source_bucket,
+            "SAGEDOCK_DATA_BUCKET": self.resources.data_bucket,
+            "SAGEDOCK_ARTIFACT_BUCKET": self.resources.artifact_bucket,
+            "SAGEDOCK_LOCAL_STATE": str(self.state),
+            "SAGEDOCK_LOCAL_PID": str(os.getpid()),
+            READY_KEY: "1",
+        }
+        (self.state / ENV_FILE).write_text("".join(f"{k}={v}\n" for k, v in self.contract.items()))
+        log.info("local cloud up in %.1fs: API %s, emulator %s", time.monotonic() - started, api_url, url)
+        return dict(self.contract)
+
+    def stop(self) -> None:
+        """Stop everything started, newest first; restore the environment."""
+        env_file = self.state / ENV_FILE
+        if env_file.exists() and self.contract:
+            env_file.unlink()
+        while self._stack:
+            closer = self._stack.pop()
+            try:
+                closer()
+            except Exception:
+                log.exception("stopping %s failed", getattr(closer, "__qualname__", closer))
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved_env.clear()
+
+    def _set_env(self, values: Mapping[str, str]) -> None:
+        for key, value in values.items():
+            self._saved_env.setdefault(key, os.environ.get(key))
+            os.environ[key] = value
+        for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+            if key in os.environ:
+                self._saved_env.setdefault(key, os.environ[key])
+                del os.environ[key]
+
+
+def _quiet_env() -> dict[str, str]:
+    """Never read the user's AWS config or credentials files, nor reach the instance metadata service."""
+    return {
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "POWERTOOLS_METRICS_DISABLED": "true",  # metrics are CloudWatch's business; locally they are noise
+    }
+
+
+def load_app(project_dir: Path) -> Any:
+    """Import the project's app.py (the deployed Chalice app) with the settings already in the environment."""
+    if str(project_dir) not in sys.path:
+        sys.path.insert(0, str(project_dir))
+    module: ModuleType
+    if "app" in sys.modules and getattr(sys.modules["app"], "__file__", None) == str(project_dir / "app.py"):
+        module = importlib.reload(sys.modules["app"])
+    else:
+        module = importlib.import_module("app")
+    _reset_cached_settings()
+    return module.app
+
+
+def route_stdout_logs(path: Path) -> Any:
+    """Send the app's log lines (Lambda writes them to stdout) to a file; returns how to undo it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stream = path.open("a")
+    moved: list[tuple[logging.StreamHandler[Any], Any]] = []
+    for logger in [logging.getLogger(), *map(logging.getLogger, list(logging.root.manager.loggerDict))]:
+        for handler in logger.handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream in (sys.stdout, sys.__stdout__):
+                moved.append((handler, handler.setStream(stream)))
+
+    def undo() -> None:
+        for handler, previous in moved:
+            handler.setStream(previous)
+        stream.close()
+
+    return undo
+
+
+def warm_clients() -> None:
+    """Create the app's cached AWS clients on this thread: boto3 sessions are not safe to share while clients
+    are being created, and handlers run on several threads."""
+    aws = sys.modules.get("chalicelib.aws")
+    factory = getattr(aws, "client", None)
+    for service in ("s3", "dynamodb", "codebuild", "ecr", "sagemaker", "sagemaker-runtime", "events"):
+        if callable(factory):
+            try:
+                factory(service)
+            except Exception:
+                log.debug("could not pre-create a %s client", service, exc_info=True)
+
+
+def _reset_cached_settings() -> None:
+    """The app caches its settings and clients once per process; a new local cloud has new ones."""
+    for name in ("chalicelib.settings", "chalicelib.services", "chalicelib.aws"):
+        module = sys.modules.get(name)
+        for attr in dir(module) if module else ():
+            cached = getattr(module, attr)
+            if callable(getattr(cached, "cache_clear", None)):
+                cached.cache_clear()
+
+
+@contextmanager
+def running(**kwargs: Any) -> Iterator[LocalCloud]:
+    """A started LocalCloud, stopped on exit."""
+    cloud = LocalCloud(**kwargs)
+    cloud.start()
+    try:
+        yield cloud
+    finally:
+        cloud.stop()

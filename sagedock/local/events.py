@@ -1,0 +1,267 @@
+"""EventBridge events exactly as AWS shapes them: the envelope and the detail of each event the pipeline uses.
+
+The executors emit these in place of CodeBuild, ECR and SageMaker; the S3 hook emits `Object Created`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+
+Event = dict[str, Any]
+
+# Which S3 API call created the object -> the `reason` AWS puts in `Object Created`.
+S3_REASONS = {
+    "Put": "PutObject",
+    "Post": "POST Object",
+    "Copy": "CopyObject",
+    "CompleteMultipartUpload": "CompleteMultipartUpload",
+}
+
+
+def iso_time(when: datetime | None = None) -> str:
+    """The envelope's `time`: ISO 8601 UTC to the second with a Z, as EventBridge writes it."""
+    return (when or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def epoch_millis(when: datetime) -> int:
+    """SageMaker event details carry timestamps as epoch milliseconds."""
+    return int(when.timestamp() * 1000)
+
+
+def codebuild_time(when: datetime) -> str:
+    """CodeBuild event details write times like `Sep 1, 2017 4:12:29 PM`."""
+    when = when.astimezone(UTC)
+    hour = when.hour % 12 or 12
+    return f"{when:%b} {when.day}, {when.year} {hour}:{when:%M:%S} {'AM' if when.hour < 12 else 'PM'}"
+
+
+def envelope(
+    *,
+    source: str,
+    detail_type: str,
+    detail: Mapping[str, Any],
+    resources: Iterable[str] = (),
+    time: str | None = None,
+    event_id: str | None = None,
+    account: str = ACCOUNT,
+    region: str = REGION,
+) -> Event:
+    """The EventBridge envelope around a detail (the fields and order AWS uses)."""
+    return {
+        "version": "0",
+        "id": event_id or str(uuid.uuid4()),
+        "detail-type": detail_type,
+        "source": source,
+        "account": account,
+        "time": time or iso_time(),
+        "region": region,
+        "resources": list(resources),
+        "detail": dict(detail),
+    }
+
+
+def s3_object_created(
+    *,
+    bucket: str,
+    key: str,
+    size: int,
+    etag: str,
+    version_id: str | None,
+    sequencer: str,
+    request_id: str,
+    reason: str = "PutObject",
+    requester: str = ACCOUNT,
+    source_ip: str = "127.0.0.1",
+    region: str = REGION,
+) -> Event:
+    """`Object Created` from a bucket with EventBridge notifications on; `version-id` only when versioned."""
+    obj: dict[str, Any] = {"key": key, "size": size, "etag": etag.strip('"')}
+    if version_id and version_id != "null":
+        obj["version-id"] = version_id
+    obj["sequencer"] = sequencer
+    return envelope(
+        source="aws.s3",
+        detail_type="Object Created",
+        resources=[f"arn:aws:s3:::{bucket}"],
+        region=region,
+        detail={
+            "version": "0",
+            "bucket": {"name": bucket},
+            "object": obj,
+            "request-id": request_id,
+            "requester": requester,
+            "source-ip-address": source_ip,
+            "reason": reason,
+        },
+    )
+
+
+def codebuild_build_state_change(
+    *,
+    project: str,
+    build_arn: str,
+    status: str,
+    current_phase: str,
+    phases: Sequence[Mapping[str, Any]],
+    environment_variables: Sequence[Mapping[str, str]],
+    exported_variables: Sequence[Mapping[str, str]],
+    source: Mapping[str, str],
+    started: datetime,
+    log_group: str,
+    log_stream: str,
+    region: str = REGION,
+) -> Event:
+    """`CodeBuild Build State Change`; `build-id` is the build's ARN, as in AWS's events."""
+    complete = status not in ("IN_PROGRESS",)
+    info: dict[str, Any] = {
+        "cache": {"type": "NO_CACHE"},
+        "build-number": 1,
+        "timeout-in-minutes": 60,
+        "build-complete": complete,
+        "initiator": "sagedock-local",
+        "build-start-time": codebuild_time(started),
+        "source": dict(source),
+        "logs": {
+            "group-name": log_group,
+            "stream-name": log_stream,
+            "deep-link": (
+                f"https://console.aws.amazon.com/cloudwatch/home?region={region}"
+                f"#logEvent:group={log_group};stream={log_stream}"
+            ),
+        },
+        "environment": {
+            "image": "aws/codebuild/standard:7.0",
+            "privileged-mode": True,
+            "compute-type": "BUILD_GENERAL1_SMALL",
+            "type": "LINUX_CONTAINER",
+            "environment-variables": [dict(v) for v in environment_variables],
+        },
+        "phases": [dict(p) for p in phases],
+        "queued-timeout-in-minutes": 480,
+    }
+    if complete:
+        info["exported-environment-variables"] = [dict(v) for v in exported_variables]
+    return envelope(
+        source="aws.codebuild",
+        detail_type="CodeBuild Build State Change",
+        resources=[build_arn],
+        region=region,
+        detail={
+            "build-status": status,
+            "project-name": project,
+            "build-id": build_arn,
+            "additional-information": info,
+            "current-phase": current_phase,
+            "current-phase-context": "[]",
+            "version": "1",
+        },
+    )
+
+
+def codebuild_phase(
+    phase_type: str,
+    status: str | None,
+    start: datetime,
+    end: datetime | None = None,
+    context: Sequence[str] = (),
+) -> dict[str, Any]:
+    """One entry of `additional-information.phases` (the last, COMPLETED, has only a type and a start)."""
+    phase: dict[str, Any] = {"phase-context": list(context), "start-time": codebuild_time(start)}
+    if end is not None:
+        phase["end-time"] = codebuild_time(end)
+        phase["duration-in-seconds"] = max(0, int((end - start).total_seconds()))
+    phase["phase-type"] = phase_type
+    if status is not None:
+        phase["phase-status"] = status
+    return phase
+
+
+def ecr_image_action(
+    *,
+    repository: str,
+    digest: str,
+    tag: str,
+    result: str = "SUCCESS",
+    action: str = "PUSH",
+    region: str = REGION,
+) -> Event:
+    """`ECR Image Action` (a push or delete); AWS sends it with an empty resources list."""
+    return envelope(
+        source="aws.ecr",
+        detail_type="ECR Image Action",
+        region=region,
+        detail={
+            "result": result,
+            "repository-name": repository,
+            "image-digest": digest,
+            "action-type": action,
+            "image-tag": tag,
+        },
+    )
+
+
+def _sagemaker_detail(description: Mapping[str, Any]) -> dict[str, Any]:
+    """A Describe* answer as an event detail: datetimes become epoch milliseconds, tags a map."""
+    detail: dict[str, Any] = {}
+    for key, value in description.items():
+        if key == "ResponseMetadata":
+            continue
+        detail[key] = _jsonable(value)
+    tags = detail.get("Tags")
+    if isinstance(tags, list):
+        detail["Tags"] = {t["Key"]: t["Value"] for t in tags if "Key" in t}
+    detail.setdefault("Tags", {})
+    return detail
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return epoch_millis(value)
+    if isinstance(value, Mapping):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def training_job_state_change(description: Mapping[str, Any], *, region: str = REGION) -> Event:
+    """`SageMaker Training Job State Change`: the detail mirrors DescribeTrainingJob."""
+    detail = _sagemaker_detail(description)
+    return envelope(
+        source="aws.sagemaker",
+        detail_type="SageMaker Training Job State Change",
+        resources=[str(detail.get("TrainingJobArn", ""))],
+        region=region,
+        detail=detail,
+    )
+
+
+def endpoint_status_for_event(status: str) -> str:
+    """DescribeEndpoint says `InService`; the event says `IN_SERVICE`."""
+    out = []
+    for i, char in enumerate(status):
+        if char.isupper() and i:
+            out.append("_")
+        out.append(char.upper())
+    return "".join(out)
+
+
+def endpoint_state_change(description: Mapping[str, Any], *, region: str = REGION) -> Event:
+    """`SageMaker Endpoint State Change`: EndpointStatus in UPPER_SNAKE, FailureReason only via Describe."""
+    detail = _sagemaker_detail(description)
+    detail.pop("FailureReason", None)
+    if "EndpointStatus" in detail:
+        detail["EndpointStatus"] = endpoint_status_for_event(str(detail["EndpointStatus"]))
+    return envelope(
+        source="aws.sagemaker",
+        detail_type="SageMaker Endpoint State Change",
+        resources=[str(detail.get("EndpointArn", ""))],
+        region=region,
+        detail=detail,
+    )

@@ -1,0 +1,301 @@
+"""The hosting executor: does what SageMaker hosting does with CreateEndpoint and UpdateEndpoint.
+
+Each endpoint runs its image's `serve` on a free loopback port with the model unpacked; an update starts the
+new serve, waits for it to be healthy and only then retires the old one (no availability loss, as in AWS).
+A serve that does not answer /ping within the variant's ContainerStartupHealthCheckTimeoutInSeconds fails
+the create (endpoint Failed) or the update (endpoint back InService on the old config, FailureReason set).
+Invocations
+through the emulator's sagemaker-runtime InvokeEndpoint reach the endpoint's serve.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sagedock.contract import ServeProcess, free_port
+from sagedock.local import events
+from sagedock.local.emulator import ApiCall, ApiReply, Emulator
+from sagedock.local.images import ImageStore, parse_image_uri
+
+log = logging.getLogger("sagedock.local.host")
+
+DEFAULT_HEALTH_TIMEOUT = 480  # SageMaker's default: healthy within 8 minutes of start
+PING_FAILED = (
+    "The primary container for production variant {variant} did not pass the ping health check. "
+    "Please check CloudWatch logs for this endpoint."
+)
+
+
+class DeployFailed(Exception):
+    """The endpoint cannot serve this config; the message is its FailureReason."""
+
+
+@dataclass
+class Serving:
+    """The serve process behind an endpoint, and the config it serves."""
+
+    config: str
+    process: ServeProcess
+    workdir: Path
+
+
+class HostExecutor:
+    """Runs one serve per endpoint and routes invocations to it."""
+
+    def __init__(self, emulator: Emulator, store: ImageStore, workdir: Path, *, concurrency: int = 2) -> None:
+        self._emulator = emulator
+        self._store = store
+        self._workdir = workdir
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="hosting")
+        self._serving: dict[str, Serving] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def install(self) -> None:
+        """Watch the endpoint calls, answer UpdateEndpoint and InvokeEndpoint, reject duplicate names."""
+        em = self._emulator
+        em.before("sagemaker", "CreateModel", self._unique("ModelName", "model", "model"))
+        em.before(
+            "sagemaker",
+            "CreateEndpointConfig",
+            self._unique("EndpointConfigName", "endpoint-config", "endpoint config"),
+        )
+        em.before("sagemaker", "CreateEndpoint", self._unique("EndpointName", "endpoint", "endpoint"))
+        em.after("sagemaker", "CreateEndpoint", self._created)
+        em.before("sagemaker", "UpdateEndpoint", self._update_endpoint)
+        em.after("sagemaker", "DeleteEndpoint", self._deleted)
+        em.before("sagemaker-runtime", "InvokeEndpoint", self._invoke)
+
+    def close(self) -> None:
+        """Stop every serve process (SIGTERM, then SIGKILL after the grace period)."""
+        with self._lock:
+            self._closed = True
+            serving = list(self._serving.values())
+            self._serving.clear()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        for entry in serving:
+            self._retire(entry)
+
+    def endpoints(self) -> dict[str, str]:
+        """endpoint name -> URL of the serve behind it (for logs and diagnostics)."""
+        with self._lock:
+            return {name: s.process.url for name, s in self._serving.items()}
+
+    # -- API ------------------------------------------------------------------------------------------------
+    def _unique(self, field: str, kind: str, label: str) -> Any:
+        def check(call: ApiCall) -> ApiReply | None:
+            name = str(call.params.get(field, ""))
+            if not self._exists(kind, name):
+                return None
+            arn = f"arn:aws:sagemaker:{call.region}:{events.ACCOUNT}:{kind}/{name.lower()}"
+            return ApiReply.error("ValidationException", f'Cannot create already existing {label} "{arn}".')
+
+        return check
+
+    def _created(self, call: ApiCall, answer: dict[str, Any]) -> None:
+        name = call.params["EndpointName"]
+        self._set_endpoint(name, status="Creating")
+        self._emit(name)
+        self._pool.submit(self._deploy, name, call.params["EndpointConfigName"], False)
+
+    def _update_endpoint(self, call: ApiCall) -> ApiReply | None:
+        name = str(call.params.get("EndpointName", ""))
+        config = str(call.params.get("EndpointConfigName", ""))
+        endpoint = self._endpoint(name)
+        arn = f"arn:aws:sagemaker:{call.region}:{events.ACCOUNT}:endpoint/{name.lower()}"
+        if endpoint is None:
+            return ApiReply.error("ValidationException", f'Could not find endpoint "{arn}".')
+        if not self._exists("endpoint-config", config):
+            config_arn = f"arn:aws:sagemaker:{call.region}:{events.ACCOUNT}:endpoint-config/{config.lower()}"
+            return ApiReply.error(
+                "ValidationException", f'Could not find endpoint configuration "{config_arn}".'
+            )
+        if endpoint.endpoint_status != "InService":
+            return ApiReply.error(
+                "ValidationException",
+                f'Cannot update in-progress endpoint "{arn}".'
+                if endpoint.endpoint_status != "Failed"
+                else f'Cannot update failed endpoint "{arn}". Delete it and create it again.',
+            )
+        self._set_endpoint(name, status="Updating")
+        self._emit(name)
+        self._pool.submit(self._deploy, name, config, True)
+        return ApiReply.json({"EndpointArn": arn})
+
+    def _deleted(self, call: ApiCall, answer: dict[str, Any]) -> None:
+        with self._lock:
+            entry = self._serving.pop(str(call.params.get("EndpointName", "")), None)
+        if entry is not None:
+            self._pool.submit(self._retire, entry)
+
+    def _invoke(self, call: ApiCall) -> ApiReply | None:
+        name = call.path.strip("/").split("/")[1]
+        with self._lock:
+            entry = self._serving.get(name)
+        if entry is None:
+            return ApiReply.error(
+                "ValidationError", f"Endpoint {name} of account {events.ACCOUNT} not found.", status=400
+            )
+        content_type = call.headers.get("Content-Type", "application/octet-stream")
+        try:
+            status, out_type, body = entry.process.invoke(call.body, content_type, call.headers.get("Accept"))
+        except Exception as exc:
+            return ApiReply.error("ModelError", f"Received server error from primary: {exc}", status=424)
+        if status >= 400:
+            kind = "client" if status < 500 else "server"
+            message = body.decode("utf-8", "replace")[:1000]
+            reply = ApiReply.error(
+                "ModelError",
+                f'Received {kind} error ({status}) from primary with message "{message}". '
+                f"See the endpoint's log in {entry.workdir} for more information.",
+                status=424,
+            )
+            reply.headers["x-amzn-OriginalStatusCode"] = str(status)
+            return reply
+        return ApiReply(
+            200, body, {"Content-Type": out_type, "x-Amzn-Invoked-Production-Variant": "AllTraffic"}
+        )
+
+    # -- deploying ------------------------------------------------------------------------------------------
+    def _deploy(self, name: str, config_name: str, updating: bool) -> None:
+        workdir = self._workdir / name / f"{config_name}-{datetime.now(UTC):%H%M%S%f}"
+        try:
+            process, variant = self._start(config_name, workdir)
+        except DeployFailed as failure:
+            self._failed(name, str(failure), updating)
+            return
+        except Exception as exc:
+            log.exception("deploying %s failed unexpectedly", name)
+            self._failed(name, f"InternalServerError: {exc}", updating)
+            return
+        with self._lock:
+            if self._closed or self._endpoint(name) is None:
+                old: Serving | None = Serving(config_name, process, workdir)
+            else:
+                old = self._serving.get(name)
+                self._serving[name] = Serving(config_name, process, workdir)
+        if old is not None:
+            self._retire(old)
+        if self._endpoint(name) is None:
+            return
+        self._set_endpoint(name, status="InService", config=config_name, variant=variant, failure_reason=None)
+        log.info("endpoint %s InService on %s (%s)", name, config_name, process.url)
+        self._emit(name)
+
+    def _start(self, config_name: str, workdir: Path) -> tuple[ServeProcess, dict[str, Any]]:
+        sagemaker = self._emulator.client("sagemaker")
+        config = sagemaker.describe_endpoint_config(EndpointConfigName=config_name)
+        variant = config["ProductionVariants"][0]
+        model = sagemaker.describe_model(ModelName=variant["ModelName"])
+        container = model.get("PrimaryContainer") or (model.get("Containers") or [{}])[0]
+        image = self._resolve_image(str(container.get("Image", "")))
+        workdir.mkdir(parents=True, exist_ok=True)
+        model_tar = workdir / "model.tar.gz"
+        data_url = str(container.get("ModelDataUrl", ""))
+        if data_url:
+            bucket, _, key = data_url.removeprefix("s3://").partition("/")
+            try:
+                self._emulator.client("s3").download_file(bucket, key, str(model_tar))
+            except Exception as exc:
+                raise DeployFailed(f"Failed to download model data from {data_url}: {exc}") from exc
+        timeout = float(variant.get("ContainerStartupHealthCheckTimeoutInSeconds") or DEFAULT_HEALTH_TIMEOUT)
+        log_file = (workdir / "serve.log").open("a")
+        process = ServeProcess.start(
+            image,
+            model_tar,
+            port=free_port(),
+            workdir=workdir,
+            extra_env={str(k): str(v) for k, v in (container.get("Environment") or {}).items()},
+            log=log_file,
+        )
+        if not process.wait_healthy(timeout):
+            process.stop(grace=5)
+            log_file.close()
+            raise DeployFailed(PING_FAILED.format(variant=variant.get("VariantName", "AllTraffic")))
+        return process, variant
+
+    def _resolve_image(self, uri: str) -> Any:
+        try:
+            ref = parse_image_uri(uri)
+            ecr = self._emulator.client("ecr")
+            image_id = {"imageDigest": ref.digest} if ref.digest else {"imageTag": ref.tag or "latest"}
+            described = ecr.describe_images(repositoryName=ref.repository, imageIds=[image_id])[
+                "imageDetails"
+            ]
+            return self._store.get(ref.digest or described[0]["imageDigest"])
+        except Exception as exc:
+            raise DeployFailed(
+                f"The image '{uri}' does not exist or the execution role lacks permissions to pull it"
+            ) from exc
+
+    def _failed(self, name: str, reason: str, updating: bool) -> None:
+        if self._endpoint(name) is None:
+            return
+        with self._lock:
+            still_serving = name in self._serving
+        if updating and still_serving:
+            self._set_endpoint(name, status="InService", failure_reason=reason)
+        else:
+            self._set_endpoint(name, status="Failed", failure_reason=reason)
+        log.info("endpoint %s %s: %s", name, "update failed" if updating else "Failed", reason)
+        self._emit(name)
+
+    def _retire(self, entry: Serving) -> None:
+        try:
+            entry.process.stop(grace=10)
+        finally:
+            shutil.rmtree(entry.workdir / "model", ignore_errors=True)
+
+    # -- state ----------------------------------------------------------------------------------------------
+    def _backend(self) -> Any:
+        from moto.sagemaker.models import sagemaker_backends
+
+        return sagemaker_backends[events.ACCOUNT][self._emulator.region]
+
+    def _endpoint(self, name: str) -> Any:
+        return self._backend().endpoints.get(name)
+
+    def _exists(self, kind: str, name: str) -> bool:
+        backend = self._backend()
+        collection = {"model": backend._models, "endpoint-config": backend.endpoint_configs}.get(kind)
+        if kind == "endpoint":
+            collection = backend.endpoints
+        return collection is not None and name in collection
+
+    def _set_endpoint(
+        self,
+        name: str,
+        *,
+        status: str,
+        config: str | None = None,
+        variant: dict[str, Any] | None = None,
+        failure_reason: str | None = "",
+    ) -> None:
+        endpoint = self._endpoint(name)
+        if endpoint is None:
+            return
+        with self._lock:
+            endpoint.endpoint_status = status
+            if config is not None:
+                endpoint.endpoint_config_name = config
+            if variant is not None:
+                endpoint.production_variants = endpoint._process_production_variants([variant])
+            if failure_reason != "":
+                endpoint.failure_reason = failure_reason
+            endpoint.last_modified_time = datetime.now(UTC)
+
+    def _emit(self, name: str) -> None:
+        try:
+            description = self._emulator.client("sagemaker").describe_endpoint(EndpointName=name)
+        except Exception:
+            return  # deleted meanwhile
+        endpoint = self._endpoint(name)
+        description["Tags"] = list(getattr(endpoint, "tags", None) or [])
+        self._emulator.bus.publish(events.endpoint_state_change(description, region=self._emulator.region))

@@ -1,0 +1,292 @@
+"""The training executor: does what SageMaker training does with CreateTrainingJob, as local processes.
+
+For each job: resolve the image by digest in the emulator's ECR and the local image store, download the
+channels from the emulator's S3, lay out /opt/ml as SageMaker does, run the image's `train` through the
+container contract runner, upload `model.tar.gz` to `<S3OutputPath>/<job>/output/`, keep DescribeTrainingJob
+answering like AWS, and emit `SageMaker Training Job State Change` at each status change.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sagedock.contract import layout_opt_ml, pack_model, run_train
+from sagedock.local import events
+from sagedock.local.emulator import ApiCall, ApiReply, Emulator
+from sagedock.local.images import ImageStore, parse_image_uri
+
+log = logging.getLogger("sagedock.local.train")
+
+DEFAULT_MAX_RUNTIME = 86_400
+
+
+class JobFailed(Exception):
+    """The job cannot go on; the message is its FailureReason."""
+
+
+class TrainExecutor:
+    """Runs the jobs CreateTrainingJob starts, a few at a time."""
+
+    def __init__(self, emulator: Emulator, store: ImageStore, workdir: Path, *, concurrency: int = 2) -> None:
+        self._emulator = emulator
+        self._store = store
+        self._workdir = workdir
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="training")
+        self._stopping: set[str] = set()
+        self._lock = threading.Lock()
+
+    def install(self) -> None:
+        """Watch CreateTrainingJob; answer StopTrainingJob (moto has no such operation)."""
+        self._emulator.before("sagemaker", "CreateTrainingJob", self._unique_name)
+        self._emulator.after("sagemaker", "CreateTrainingJob", self._created)
+        self._emulator.before("sagemaker", "StopTrainingJob", self._stop)
+
+    def close(self) -> None:
+        """Wait for the running jobs (each is bounded by its MaxRuntimeInSeconds) and drop the queued ones."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    # -- API ------------------------------------------------------------------------------------------------
+    def _unique_name(self, call: ApiCall) -> ApiReply | None:
+        name = str(call.params.get("TrainingJobName", ""))
+        if self._job(name) is None:
+            return None
+        arn = f"arn:aws:sagemaker:{call.region}:{events.ACCOUNT}:training-job/{name.lower()}"
+        return ApiReply.error(
+            "ResourceInUse",
+            "Training job names must be unique within an AWS account and region, and a training job with "
+            f"this name already exists ({arn})",
+        )
+
+    def _created(self, call: ApiCall, answer: dict[str, Any]) -> None:
+        name = call.params["TrainingJobName"]
+        self._update(
+            name, status="InProgress", secondary="Starting", message="Preparing the instances for training"
+        )
+        self._emit(name)
+        self._pool.submit(self._run, name, dict(call.params))
+
+    def _stop(self, call: ApiCall) -> ApiReply | None:
+        name = str(call.params.get("TrainingJobName", ""))
+        job = self._job(name)
+        if job is None:
+            return ApiReply.error("ValidationException", f"Requested resource not found: training job {name}")
+        if job.training_job_status != "InProgress":
+            return ApiReply.error(
+                "ValidationException",
+                f"The request was rejected because the training job is in status {job.training_job_status}.",
+            )
+        with self._lock:
+            self._stopping.add(name)
+        self._update(name, status="Stopping", secondary="Stopping", message="Stopping the training job")
+        self._emit(name)
+        return ApiReply.json({})
+
+    # -- the job --------------------------------------------------------------------------------------------
+    def _run(self, name: str, request: dict[str, Any]) -> None:
+        root = self._workdir / name
+        try:
+            self._train(name, request, root)
+        except JobFailed as failure:
+            self._finish(name, "Failed", failure_reason=str(failure)[:1024])
+        except Exception as exc:
+            log.exception("training job %s failed unexpectedly", name)
+            self._finish(name, "Failed", failure_reason=f"InternalServerError: {exc}"[:1024])
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+    def _train(self, name: str, request: dict[str, Any], root: Path) -> None:
+        spec = request.get("AlgorithmSpecification", {})
+        image = self._resolve_image(str(spec.get("TrainingImage", "")))
+        if self._stopped(name):
+            return
+        self._update(name, secondary="Downloading", message="Downloading input data")
+        channels = {
+            channel["ChannelName"]: self._download_channel(
+                channel, root / "channels" / channel["ChannelName"]
+            )
+            for channel in request.get("InputDataConfig", [])
+        }
+        resource = request.get("ResourceConfig", {})
+        opt_ml = root / "opt_ml"
+        layout_opt_ml(
+            opt_ml,
+            hyperparameters={k: str(v) for k, v in (request.get("HyperParameters") or {}).items()},
+            channels=channels,
+            instance_type=str(resource.get("InstanceType", "ml.m5.large")),
+            instance_count=int(resource.get("InstanceCount", 1)),
+        )
+        if self._stopped(name):
+            return
+        self._update(
+            name, secondary="Training", message="Training image download completed. Training in progress."
+        )
+        self._emit(name)
+        runtime = int(request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds", DEFAULT_MAX_RUNTIME))
+        log_path = self._workdir.parent / "logs" / "training" / f"{name}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("a") as logfile:
+            outcome = run_train(
+                image,
+                opt_ml,
+                timeout=runtime,
+                log=logfile,
+                extra_env={str(k): str(v) for k, v in (request.get("Environment") or {}).items()},
+            )
+        if self._stopped(name):
+            return
+        if not outcome.ok:
+            reason = (
+                outcome.failure_reason or f"AlgorithmError: see the job's log, exit code: {outcome.exit_code}"
+            )
+            raise JobFailed(reason)
+        self._update(name, secondary="Uploading", message="Uploading generated training model")
+        artifact = self._upload_model(name, request, opt_ml, root)
+        self._finish(name, "Completed", artifact=artifact)
+
+    def _resolve_image(self, uri: str) -> Any:
+        try:
+            ref = parse_image_uri(uri)
+        except ValueError as exc:
+            raise JobFailed(f"ClientError: {exc}") from exc
+        ecr = self._emulator.client("ecr")
+        image_id = {"imageDigest": ref.digest} if ref.digest else {"imageTag": ref.tag or "latest"}
+        try:
+            described = ecr.describe_images(repositoryName=ref.repository, imageIds=[image_id])[
+                "imageDetails"
+            ]
+            digest = ref.digest or described[0]["imageDigest"]
+            return self._store.get(digest)
+        except Exception as exc:
+            raise JobFailed(
+                f"ClientError: Cannot pull the training image {uri}: it does not exist in the registry "
+                "or was not built here"
+            ) from exc
+
+    def _download_channel(self, channel: dict[str, Any], dest: Path) -> Path:
+        uri = str(channel.get("DataSource", {}).get("S3DataSource", {}).get("S3Uri", ""))
+        bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+        s3 = self._emulator.client("s3")
+        dest.mkdir(parents=True, exist_ok=True)
+        count = 0
+        try:
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+                for obj in page.get("Contents", []):
+                    relative = obj["Key"][len(prefix) :].lstrip("/") or obj["Key"].rsplit("/", 1)[-1]
+                    if obj["Key"].endswith("/"):
+                        continue
+                    target = dest / relative
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    s3.download_file(bucket, obj["Key"], str(target))
+                    count += 1
+        except Exception as exc:
+            raise JobFailed(f"ClientError: Data download failed: {exc}") from exc
+        if not count:
+            raise JobFailed(
+                f'ClientError: Data download failed:No S3 objects found under S3 URL "{uri}" given in input '
+                "data source. Please ensure that the bucket exists in the selected region "
+                f"({self._emulator.region}) and that objects exist under that S3 prefix."
+            )
+        return dest
+
+    def _upload_model(self, name: str, request: dict[str, Any], opt_ml: Path, root: Path) -> str:
+        output = str(request.get("OutputDataConfig", {}).get("S3OutputPath", "")).rstrip("/")
+        bucket, _, prefix = output.removeprefix("s3://").partition("/")
+        key = "/".join(p for p in (prefix, name, "output", "model.tar.gz") if p)
+        tarball = pack_model(opt_ml, root / "model.tar.gz")
+        try:
+            self._emulator.client("s3").upload_file(str(tarball), bucket, key)
+        except Exception as exc:
+            raise JobFailed(f"ClientError: could not upload the model to s3://{bucket}/{key}: {exc}") from exc
+        return f"s3://{bucket}/{key}"
+
+    # -- state ----------------------------------------------------------------------------------------------
+    def _stopped(self, name: str) -> bool:
+        with self._lock:
+            stopping = name in self._stopping
+        if stopping:
+            self._finish(name, "Stopped")
+        return stopping
+
+    def _finish(
+        self, name: str, status: str, *, failure_reason: str | None = None, artifact: str | None = None
+    ) -> None:
+        messages = {
+            "Completed": "Training job completed",
+            "Failed": failure_reason or "Training job failed",
+            "Stopped": "The training job was stopped",
+        }
+        self._update(
+            name,
+            status=status,
+            secondary=status,
+            message=messages[status],
+            failure_reason=failure_reason,
+            artifact=artifact,
+            ended=True,
+        )
+        log.info("training job %s %s%s", name, status, f": {failure_reason}" if failure_reason else "")
+        self._emit(name)
+
+    def _job(self, name: str) -> Any:
+        from moto.sagemaker.models import sagemaker_backends
+
+        return sagemaker_backends[events.ACCOUNT][self._emulator.region].training_jobs.get(name)
+
+    def _update(
+        self,
+        name: str,
+        *,
+        status: str | None = None,
+        secondary: str | None = None,
+        message: str = "",
+        failure_reason: str | None = None,
+        artifact: str | None = None,
+        ended: bool = False,
+    ) -> None:
+        """Make DescribeTrainingJob say what AWS would say at this point of the job."""
+        job = self._job(name)
+        if job is None:
+            return
+        now = datetime.now(UTC)
+        with self._lock:
+            if status:
+                job.training_job_status = status
+            if secondary:
+                transitions = [t for t in job.secondary_status_transitions if t.get("Status") != secondary]
+                if transitions and "EndTime" not in transitions[-1]:
+                    transitions[-1]["EndTime"] = now
+                entry = {"Status": secondary, "StartTime": now, "StatusMessage": message}
+                if ended:
+                    entry["EndTime"] = now
+                job.secondary_status_transitions = [*transitions, entry]
+                job.secondary_status = secondary
+            if status == "InProgress":
+                job.training_start_time = now
+                job.secondary_status_transitions = [
+                    {"Status": "Starting", "StartTime": now, "StatusMessage": message}
+                ]
+                job.training_end_time = None
+                job.model_artifacts = None
+                job.final_metric_data_list = []
+            if failure_reason:
+                job.failure_reason = failure_reason
+            if artifact:
+                job.model_artifacts = {"S3ModelArtifacts": artifact}
+            if ended:
+                job.training_end_time = now
+            job.last_modified_time = now
+
+    def _emit(self, name: str) -> None:
+        sagemaker = self._emulator.client("sagemaker")
+        description = sagemaker.describe_training_job(TrainingJobName=name)
+        job = self._job(name)
+        description["Tags"] = list(getattr(job, "tags", None) or [])
+        self._emulator.bus.publish(
+            events.training_job_state_change(description, region=self._emulator.region)
+        )
