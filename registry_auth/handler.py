@@ -87,7 +87,8 @@ class RegistryLogin:
         return "RegistryLogin(<redacted>)"
 
 
-def _new_client() -> SecretsManagerClient:
+def new_client() -> SecretsManagerClient:
+    """The Secrets Manager client this function uses: short timeouts, a few standard retries."""
     return boto3.session.Session().client("secretsmanager", config=_BOTO_CONFIG)
 
 
@@ -96,7 +97,7 @@ class SecretCache:
 
     def __init__(
         self,
-        client_factory: Callable[[], SecretsManagerClient] = _new_client,
+        client_factory: Callable[[], SecretsManagerClient] = new_client,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client_factory = client_factory
