@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from chalice.app import Blueprint, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -60,21 +62,27 @@ def error_response(exc: SagedockError) -> Response:
     return Response(body=body, status_code=status, headers={"Content-Type": "application/json"})
 
 
-@api.middleware("http")
-def json_errors(event: Request, get_response: Any) -> Response:
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def json_errors(view: F) -> F:
     """Every domain error leaves the API as JSON; anything else is logged and becomes a plain 500."""
-    try:
-        response: Response = get_response(event)
-    except SagedockError as exc:
-        return error_response(exc)
-    except Exception:
-        logger.exception("unhandled error in the HTTP API")
-        return Response(
-            body={"code": "Internal", "message": "internal error; see the API's logs"},
-            status_code=500,
-            headers={"Content-Type": "application/json"},
-        )
-    return response
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return view(*args, **kwargs)
+        except SagedockError as exc:
+            return error_response(exc)
+        except Exception:
+            logger.exception("unhandled error in the HTTP API")
+            return Response(
+                body={"code": "Internal", "message": "internal error; see the API's logs"},
+                status_code=500,
+                headers={"Content-Type": "application/json"},
+            )
+
+    return wrapper  # type: ignore[return-value]
 
 
 class _Query(BaseModel):
@@ -117,12 +125,14 @@ def _json_body(request: Request) -> Any:
 
 
 @api.route("/health", methods=["GET"])
+@json_errors
 def health() -> dict[str, str]:
     """Liveness: answers without touching AWS."""
     return {"status": "ok"}
 
 
 @api.route("/uploads", methods=["POST"])
+@json_errors
 def create_upload() -> dict[str, Any]:
     """A presigned POST for a new bundle, so API users need no S3 permissions of their own."""
     upload = _validated(UploadRequest, _json_body(api.current_request))
@@ -146,6 +156,7 @@ def create_upload() -> dict[str, Any]:
 
 
 @api.route("/runs", methods=["GET"])
+@json_errors
 def list_runs() -> dict[str, Any]:
     """Runs newest first, filtered by project and status, paginated with next_token."""
     query = _validated(ListRunsQuery, api.current_request.query_params)
@@ -156,6 +167,7 @@ def list_runs() -> dict[str, Any]:
 
 
 @api.route("/runs/{run_id}", methods=["GET"])
+@json_errors
 def get_run(run_id: str) -> dict[str, Any]:
     """One run with its timeline, provenance and error."""
     if not names.is_run_id(run_id):
@@ -164,6 +176,7 @@ def get_run(run_id: str) -> dict[str, Any]:
 
 
 @api.route("/runs/{run_id}/retry", methods=["POST"])
+@json_errors
 def retry_run(run_id: str) -> dict[str, Any]:
     """Restart a FAILED run from its failed stage."""
     from chalicelib.pipeline import retry
@@ -174,6 +187,7 @@ def retry_run(run_id: str) -> dict[str, Any]:
 
 
 @api.route("/endpoints/{name}/invocations", methods=["POST"], content_types=INVOCATION_CONTENT_TYPES)
+@json_errors
 def invoke_endpoint(name: str) -> Response:
     """Forward the body and content type to the endpoint and return its answer as it is."""
     from chalicelib.aws import client

@@ -106,8 +106,8 @@ class S3RangeReader(io.RawIOBase):
         self._request: GetObjectRequestTypeDef = {"Bucket": bucket, "Key": key}
         if version_id:
             self._request["VersionId"] = version_id
-        elif etag:
-            self._request["IfMatch"] = etag
+        elif etag:  # S3 events carry the etag unquoted; If-Match wants the quoted entity tag
+            self._request["IfMatch"] = etag if etag.startswith('"') else f'"{etag}"'
         self.bytes_fetched = 0
         self.requests = 0
         if size is None:

@@ -40,10 +40,15 @@ def handle(
         detail = parse_detail(model, event.detail)
     except BadRequest as exc:
         logger.error("malformed event dropped", extra={"error_message": exc.message})
+        logger.remove_keys(["event_id", "detail_type"])
         count("MalformedEvents")
         return {"action": "rejected", "code": exc.code, "reason": exc.message}
     svc = services()
     svc.once.bind_context(getattr(event, "context", None))
-    outcome = transition(detail, svc)
-    logger.info("event handled", extra={"outcome": outcome})
-    return outcome
+    try:
+        outcome = transition(detail, svc)
+        logger.info("event handled", extra={"outcome": outcome})
+        return outcome
+    finally:
+        logger.remove_keys(["event_id", "detail_type"])
+        logger.set_correlation_id(None)

@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 from chalicelib import names, specs
 from chalicelib import statemachine as sm
 from chalicelib.aws import translate
-from chalicelib.errors import BundleRejected, Conflict, StaleEvent, TransientError, UpstreamError
+from chalicelib.errors import BundleRejected, Conflict, NotFound, StaleEvent, TransientError, UpstreamError
 from chalicelib.events import (
     BuildStateChange,
     EndpointStateChange,
@@ -126,6 +126,7 @@ def _validate(svc: Services, run: Run) -> dict[str, Any]:
             run.source.key,
             version_id=run.source.version_id,
             size=run.source.size,
+            etag=run.source.etag,
             limits=BundleLimits.from_settings(svc.settings),
             project=run.project,
         )
@@ -136,7 +137,7 @@ def _validate(svc: Services, run: Run) -> dict[str, Any]:
         raise BundleRejected(
             f"the bundle could not be read: {error.message}", code="UnreadableBundle"
         ) from exc
-    except UpstreamError as exc:
+    except (NotFound, Conflict, UpstreamError) as exc:
         raise BundleRejected(f"the bundle could not be read: {exc.message}", code="UnreadableBundle") from exc
     manifest: dict[str, Any] = report.manifest.model_dump(mode="json")
     return manifest
@@ -211,7 +212,7 @@ def build_state_changed(event: BuildStateChange, svc: Services) -> Outcome:
     if run is None:
         return _ignored("build of no known run", build_id=event.build_id)
     logger.set_correlation_id(run.run_id)
-    if run.build_id and run.build_id != event.build_id:
+    if run.build_id and not _same_build(run.build_id, event.build_id):
         return _ignored("event of an earlier build of this run", build_id=event.build_id, run_id=run.run_id)
     status = event.build_status
     if status in FAILED_BUILD_STATUSES:
@@ -237,6 +238,11 @@ def build_state_changed(event: BuildStateChange, svc: Services) -> Outcome:
             )
         return _ignored("build succeeded without a digest after the run moved on", run_id=run.run_id)
     return _start_training(svc, run, digest)
+
+
+def _same_build(build_id: str, event_build_id: str) -> bool:
+    """StartBuild answers `project:uuid`; the event names the build by its ARN (`...:build/project:uuid`)."""
+    return event_build_id == build_id or event_build_id.endswith("/" + build_id)
 
 
 def image_pushed(event: ImageAction, svc: Services) -> Outcome:

@@ -61,8 +61,22 @@ class Services:
     clock: Callable[[], str] = field(default=utcnow)
 
 
-@lru_cache(maxsize=1)
+_override: Services | None = None
+
+
+def use_services(services: Services | None) -> None:
+    """Make every handler use these services (tests, the local cloud); None goes back to the defaults."""
+    global _override
+    _override = services
+
+
 def get_services() -> Services:
+    """The services handlers use: an override if one is set, else the process-wide defaults."""
+    return _override if _override is not None else default_services()
+
+
+@lru_cache(maxsize=1)
+def default_services() -> Services:
     """The process-wide services (clients are created here, on the first event, not at import)."""
     from chalicelib.aws import client
     from chalicelib.codebuild import CodeBuild

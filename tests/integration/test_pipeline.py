@@ -1,0 +1,457 @@
+"""The whole pipeline through the real app and moto: happy path, every failure, duplicates, disorder."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from aws_events import build_state, endpoint_state, image_action, training_state
+from conftest import REGION, Cloud, make_bundle
+
+DIGEST = "sha256:" + "ab" * 32
+KEY = "bundles/iris/v1.zip"
+
+
+def _moto_sagemaker() -> Any:
+    from moto.backends import get_backend
+
+    return get_backend("sagemaker")["123456789012"][REGION]
+
+
+def received(cloud: Cloud, key: str = KEY, body: bytes | None = None) -> dict[str, Any]:
+    """Given a bundle uploaded and its event delivered: the handler's outcome."""
+    return cloud.send("bundle_uploaded", cloud.upload(key, body if body is not None else make_bundle()))
+
+
+def built(cloud: Cloud) -> str:
+    """A run whose build started; returns the run id."""
+    outcome = received(cloud)
+    assert outcome["action"] == "build started", outcome
+    return str(outcome["run_id"])
+
+
+def trained(cloud: Cloud) -> tuple[str, str]:
+    """A run whose training started; returns (run id, training job name)."""
+    run_id = built(cloud)
+    cloud.send("image_pushed", image_action("sagedock/iris", DIGEST, run_id))
+    run = cloud.run(run_id)
+    assert run["status"] == "TRAINING"
+    return run_id, run["training_job_name"]
+
+
+def deploying(cloud: Cloud) -> tuple[str, dict[str, Any]]:
+    """A run whose endpoint is being created."""
+    run_id, job = trained(cloud)
+    cloud.send("training_state_changed", training_state(job, "Completed", tags={"sagedock:run-id": run_id}))
+    run = cloud.run(run_id)
+    assert run["status"] == "DEPLOYING", run
+    return run_id, run
+
+
+class TestHappyPath:
+    def test_bundle_to_endpoint(self, cloud: Cloud) -> None:
+        # Given a valid bundle uploaded to bundles/iris/
+        outcome = received(cloud)
+
+        # Then the run is BUILDING, with its provenance, and one build started with the buildspec variables
+        run_id = outcome["run_id"]
+        run = cloud.run(run_id)
+        assert run["status"] == "BUILDING"
+        assert run["project"] == "iris"
+        assert run["source"]["key"] == KEY and run["source"]["version_id"]
+        assert run["image"]["tag"] == run_id
+        builds = cloud.codebuild.named("start_build")
+        assert len(builds) == 1
+        env = {v["name"]: v["value"] for v in builds[0]["environmentVariablesOverride"]}
+        assert env["RUN_ID"] == run_id and env["IMAGE_TAG"] == run_id and env["IMAGE_REPO"] == "sagedock/iris"
+        assert builds[0]["sourceLocationOverride"] == f"sagedock-source/{KEY}"
+        assert builds[0]["sourceVersion"] == run["source"]["version_id"]
+        repo = cloud.ecr.describe_repositories(repositoryNames=["sagedock/iris"])["repositories"][0]
+        assert repo["imageTagMutability"] == "IMMUTABLE"
+        assert repo["imageScanningConfiguration"]["scanOnPush"] is True
+
+        # When the image is pushed
+        cloud.send("image_pushed", image_action("sagedock/iris", DIGEST, run_id))
+
+        # Then training runs on the image by digest, with the manifest's settings
+        run = cloud.run(run_id)
+        assert run["status"] == "TRAINING"
+        assert run["image"]["uri"].endswith(f"/sagedock/iris@{DIGEST}")
+        (job,) = cloud.sagemaker.named("create_training_job")
+        assert job["AlgorithmSpecification"]["TrainingImage"] == run["image"]["uri"]
+        assert job["HyperParameters"] == {"max_leaf_nodes": "5", "criterion": "gini", "prune": "true"}
+        channels = {
+            c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in job["InputDataConfig"]
+        }
+        assert channels == {"train": "s3://sagedock-data/iris/train/", "extra": "s3://elsewhere/extra/"}
+        assert job["ResourceConfig"]["InstanceType"] == "ml.m5.xlarge"
+        assert {"Key": "sagedock:run-id", "Value": run_id} in job["Tags"]
+        assert "VpcConfig" not in job
+
+        # When training completes
+        cloud.send(
+            "training_state_changed",
+            training_state(run["training_job_name"], "Completed", tags={"sagedock:run-id": run_id}),
+        )
+
+        # Then model (same image by digest), config and endpoint exist
+        run = cloud.run(run_id)
+        assert run["status"] == "DEPLOYING"
+        (model,) = cloud.sagemaker.named("create_model")
+        assert model["PrimaryContainer"]["Image"] == run["image"]["uri"]
+        assert model["PrimaryContainer"]["ModelDataUrl"] == run["model_artifact"]
+        assert run["model_artifact"].endswith(f"{run['training_job_name']}/output/model.tar.gz")
+        (config,) = cloud.sagemaker.named("create_endpoint_config")
+        variant = config["ProductionVariants"][0]
+        assert variant["InstanceType"] == "ml.m5.large"
+        assert variant["ContainerStartupHealthCheckTimeoutInSeconds"] == 300
+        assert cloud.sagemaker.named("create_endpoint")[0]["EndpointName"] == "iris"
+
+        # When the endpoint is in service
+        cloud.send(
+            "endpoint_state_changed", endpoint_state("iris", run["endpoint_config_name"], "IN_SERVICE")
+        )
+
+        # Then the run SUCCEEDED with a complete timeline
+        run = cloud.run(run_id)
+        assert run["status"] == "SUCCEEDED"
+        assert [(s["stage"], s["status"]) for s in run["stages"]] == [
+            ("validate", "SUCCEEDED"),
+            ("build", "SUCCEEDED"),
+            ("train", "SUCCEEDED"),
+            ("deploy", "SUCCEEDED"),
+        ]
+        assert all(s["ended_at"] for s in run["stages"])
+        assert run["error"] is None
+
+    def test_build_event_alone_advances_the_run(self, cloud: Cloud) -> None:
+        # Given a build started and no ECR event (they are best-effort)
+        run_id = built(cloud)
+        build_id = cloud.run(run_id)["build_id"]
+        # When the build SUCCEEDED event carries the exported digest
+        event = build_state(
+            "sagedock-build", build_id, "SUCCEEDED", run_id=run_id, exported={"IMAGE_DIGEST": DIGEST}
+        )
+        cloud.send("build_state_changed", event)
+        # Then training started on that digest
+        run = cloud.run(run_id)
+        assert run["status"] == "TRAINING" and run["image"]["digest"] == DIGEST
+
+    def test_second_run_updates_the_existing_endpoint(
+        self, cloud: Cloud, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Given a project whose endpoint is in service from an earlier run
+        first, run = deploying(cloud)
+        cloud.send(
+            "endpoint_state_changed", endpoint_state("iris", run["endpoint_config_name"], "IN_SERVICE")
+        )
+        updates: list[dict[str, Any]] = []
+        moto = _moto_sagemaker()
+
+        def update_endpoint(**kwargs: Any) -> dict[str, Any]:
+            updates.append(kwargs)
+            moto.endpoints["iris"].endpoint_config_name = kwargs["EndpointConfigName"]
+            return {"EndpointArn": moto.endpoints["iris"].arn}
+
+        monkeypatch.setattr(cloud.sagemaker.inner, "update_endpoint", update_endpoint, raising=False)
+        # When a new bundle for the project goes through training
+        second = received(cloud, "bundles/iris/v2.zip")["run_id"]
+        cloud.send("image_pushed", image_action("sagedock/iris", "sha256:" + "cd" * 32, second))
+        job = cloud.run(second)["training_job_name"]
+        cloud.send("training_state_changed", training_state(job, "Completed"))
+        # Then the endpoint is updated (not re-created) to the new config, and its event ends the run
+        assert updates == [{"EndpointName": "iris", "EndpointConfigName": second}]
+        cloud.send("endpoint_state_changed", endpoint_state("iris", second, "IN_SERVICE"))
+        assert cloud.run(second)["status"] == "SUCCEEDED"
+        assert cloud.run(first)["status"] == "SUCCEEDED"
+
+    def test_deploy_disabled_ends_after_training(self, cloud: Cloud) -> None:
+        bundle = make_bundle({"sagedock.toml": b"[deploy]\nenabled = false\n"})
+        run_id = received(cloud, body=bundle)["run_id"]
+        cloud.send("image_pushed", image_action("sagedock/iris", DIGEST, run_id))
+        job = cloud.run(run_id)["training_job_name"]
+        cloud.send("training_state_changed", training_state(job, "Completed"))
+        run = cloud.run(run_id)
+        assert run["status"] == "SUCCEEDED"
+        assert run["model_artifact"]
+        assert run["stages"][-1] == {**run["stages"][-1], "stage": "deploy", "status": "SKIPPED"}
+        assert cloud.sagemaker.named("create_endpoint") == []
+
+
+class TestFailures:
+    @pytest.mark.parametrize(
+        ("files", "code", "hint"),
+        [
+            ({"Dockerfile": None}, "NoDockerfile", "Dockerfile"),
+            ({"sagedock.toml": b"[train]\ninstance_count = 0\n"}, "InvalidManifest", "train.instance_count"),
+            ({"sagedock.toml": b"[train]\nbogus = 1\n"}, "InvalidManifest", "bogus"),
+            ({"../evil.py": b"x"}, "UnsafePath", "../evil.py"),
+        ],
+    )
+    def test_bad_bundle_fails_before_any_build(
+        self, cloud: Cloud, files: dict[str, bytes | None], code: str, hint: str
+    ) -> None:
+        outcome = received(cloud, body=make_bundle(files))
+        run = cloud.run(outcome["run_id"])
+        assert run["status"] == "FAILED"
+        assert run["error"]["stage"] == "validate" and run["error"]["code"] == code
+        assert hint in run["error"]["message"]
+        assert cloud.codebuild.named("start_build") == []
+
+    def test_not_a_zip(self, cloud: Cloud) -> None:
+        run = cloud.run(received(cloud, body=b"this is not a zip file at all")["run_id"])
+        assert run["status"] == "FAILED" and run["error"]["stage"] == "validate"
+
+    def test_invalid_project_name_is_recorded(self, cloud: Cloud) -> None:
+        run = cloud.run(received(cloud, key="bundles/Not_Valid/x.zip")["run_id"])
+        assert run["error"]["code"] == "InvalidProject"
+        assert "lowercase" in run["error"]["message"]
+
+    def test_failed_build_names_phase_context_and_logs(self, cloud: Cloud) -> None:
+        run_id = built(cloud)
+        build_id = cloud.run(run_id)["build_id"]
+        event = build_state(
+            "sagedock-build",
+            build_id,
+            "FAILED",
+            run_id=run_id,
+            failed_phase=(
+                "BUILD",
+                "COMMAND_EXECUTION_ERROR: Error while executing command: docker build. Reason: exit status 1",
+            ),
+        )
+        cloud.send("build_state_changed", event)
+        run = cloud.run(run_id)
+        assert run["status"] == "FAILED"
+        assert run["error"]["stage"] == "build" and run["error"]["code"] == "BuildFailed"
+        assert "phase BUILD" in run["error"]["message"]
+        assert "docker build" in run["error"]["message"]
+        assert "console.aws.amazon.com/cloudwatch" in run["error"]["message"]
+        assert cloud.sagemaker.named("create_training_job") == []
+
+    def test_stopped_build(self, cloud: Cloud) -> None:
+        run_id = built(cloud)
+        build_id = cloud.run(run_id)["build_id"]
+        cloud.send("build_state_changed", build_state("sagedock-build", build_id, "STOPPED", run_id=run_id))
+        assert cloud.run(run_id)["error"]["code"] == "BuildStopped"
+
+    def test_succeeded_build_without_digest_fails(self, cloud: Cloud) -> None:
+        run_id = built(cloud)
+        build_id = cloud.run(run_id)["build_id"]
+        cloud.send("build_state_changed", build_state("sagedock-build", build_id, "SUCCEEDED", run_id=run_id))
+        run = cloud.run(run_id)
+        assert run["error"]["code"] == "NoImageDigest"
+        assert "IMAGE_DIGEST" in run["error"]["message"]
+
+    def test_failed_training_keeps_first_line(self, cloud: Cloud) -> None:
+        run_id, job = trained(cloud)
+        reason = (
+            "AlgorithmError: max_leaf_nodes must be an integer >= 2, got 'x'\n"
+            "Traceback (most recent call last):\n  ..."
+        )
+        cloud.send("training_state_changed", training_state(job, "Failed", failure_reason=reason))
+        run = cloud.run(run_id)
+        assert run["status"] == "FAILED"
+        assert run["error"] == {
+            "stage": "train",
+            "code": "TrainingFailed",
+            "message": "AlgorithmError: max_leaf_nodes must be an integer >= 2, got 'x'",
+        }
+        assert cloud.sagemaker.named("create_model") == []
+
+    def test_failed_endpoint(self, cloud: Cloud) -> None:
+        run_id, run = deploying(cloud)
+        endpoint = _moto_sagemaker().endpoints["iris"]
+        endpoint.endpoint_status = "Failed"
+        endpoint.failure_reason = (
+            "The primary container for production variant AllTraffic did not pass the ping health check."
+        )
+        cloud.send("endpoint_state_changed", endpoint_state("iris", run["endpoint_config_name"], "FAILED"))
+        run = cloud.run(run_id)
+        assert run["status"] == "FAILED"
+        assert run["error"]["stage"] == "deploy" and run["error"]["code"] == "EndpointFailed"
+        assert "ping health check" in run["error"]["message"]
+
+    def test_training_rejected_by_sagemaker_is_recorded(self, cloud: Cloud) -> None:
+        bundle = make_bundle({"sagedock.toml": b'[train]\ninstance_type = "ml.nonexistent.huge"\n'})
+        run_id = received(cloud, body=bundle)["run_id"]
+        from botocore.exceptions import ClientError
+
+        def refuse(**_: Any) -> None:
+            raise ClientError(
+                {
+                    "Error": {
+                        "Code": "ValidationException",
+                        "Message": "Value 'ml.nonexistent.huge' is not valid",
+                    }
+                },
+                "CreateTrainingJob",
+            )
+
+        cloud.sagemaker.inner.create_training_job = refuse
+        cloud.send("image_pushed", image_action("sagedock/iris", DIGEST, run_id))
+        run = cloud.run(run_id)
+        assert run["status"] == "FAILED" and run["error"]["stage"] == "train"
+        assert "ml.nonexistent.huge" in run["error"]["message"]
+
+    def test_malformed_event_is_dropped_not_raised(self, cloud: Cloud) -> None:
+        event = image_action("sagedock/iris", DIGEST, "x")
+        del event["detail"]["image-digest"]
+        outcome = cloud.send("image_pushed", event)
+        assert outcome["action"] == "rejected"
+        assert "image-digest" in outcome["reason"]
+
+
+class TestIdempotency:
+    def test_same_upload_event_three_times_starts_one_build(self, cloud: Cloud) -> None:
+        event = cloud.upload(KEY, make_bundle())
+        outcomes = [cloud.send("bundle_uploaded", event) for _ in range(3)]
+        assert [o["action"] for o in outcomes] == ["build started", "ignored", "ignored"]
+        assert len(cloud.codebuild.named("start_build")) == 1
+
+    def test_same_upload_event_concurrently_starts_one_build(self, cloud: Cloud) -> None:
+        event = cloud.upload(KEY, make_bundle())
+        results: list[dict[str, Any]] = []
+        barrier = threading.Barrier(3)
+
+        def deliver() -> None:
+            barrier.wait()
+            results.append(cloud.send("bundle_uploaded", event))
+
+        threads = [threading.Thread(target=deliver) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert len(results) == 3
+        assert len(cloud.codebuild.named("start_build")) == 1
+        run_id = results[0]["run_id"]
+        assert cloud.run(run_id)["status"] == "BUILDING"
+
+    def test_push_and_build_events_in_either_order_start_one_training_job(self, cloud: Cloud) -> None:
+        run_id = built(cloud)
+        build_id = cloud.run(run_id)["build_id"]
+        succeeded = build_state(
+            "sagedock-build", build_id, "SUCCEEDED", run_id=run_id, exported={"IMAGE_DIGEST": DIGEST}
+        )
+        pushed = image_action("sagedock/iris", DIGEST, run_id)
+        for handler, event in [("build_state_changed", succeeded), ("image_pushed", pushed)] * 3:
+            cloud.send(handler, event)
+        assert len(cloud.sagemaker.named("create_training_job")) == 1
+        assert cloud.run(run_id)["status"] == "TRAINING"
+
+    def test_training_completed_three_times_deploys_once(self, cloud: Cloud) -> None:
+        run_id, job = trained(cloud)
+        event = training_state(job, "Completed")
+        for _ in range(3):
+            cloud.send("training_state_changed", event)
+        assert len(cloud.sagemaker.named("create_endpoint")) == 1
+        assert cloud.run(run_id)["status"] == "DEPLOYING"
+
+    def test_late_build_failure_after_training_changes_nothing(self, cloud: Cloud) -> None:
+        run_id, _ = trained(cloud)
+        build_id = cloud.run(run_id)["build_id"]
+        outcome = cloud.send(
+            "build_state_changed", build_state("sagedock-build", build_id, "FAILED", run_id=run_id)
+        )
+        assert outcome["action"] == "ignored"
+        assert cloud.run(run_id)["status"] == "TRAINING"
+
+    def test_endpoint_event_before_training_finished_is_ignored(self, cloud: Cloud) -> None:
+        run_id, _ = trained(cloud)
+        outcome = cloud.send("endpoint_state_changed", endpoint_state("iris", run_id, "IN_SERVICE"))
+        assert outcome["action"] == "ignored"
+        assert cloud.run(run_id)["status"] == "TRAINING"
+
+    def test_endpoint_event_of_an_older_config_does_not_finish_the_run(self, cloud: Cloud) -> None:
+        run_id, _ = deploying(cloud)
+        _moto_sagemaker().endpoints["iris"].endpoint_status = "Updating"
+        outcome = cloud.send(
+            "endpoint_state_changed", endpoint_state("iris", "iris-000000000000", "IN_SERVICE")
+        )
+        assert outcome["action"] == "ignored"
+        assert cloud.run(run_id)["status"] == "DEPLOYING"
+
+    @pytest.mark.parametrize(
+        "event",
+        [
+            image_action("sagedock/iris", DIGEST, ""),
+            image_action("sagedock/iris", DIGEST, "iris-0123456789ab"),
+            image_action("other/iris", DIGEST, "latest"),
+            training_state("somebody-elses-job", "Completed"),
+            endpoint_state("not-ours", "not-ours", "IN_SERVICE"),
+        ],
+    )
+    def test_foreign_or_unknown_events_are_ignored(self, cloud: Cloud, event: dict[str, Any]) -> None:
+        handler = {
+            "ECR Image Action": "image_pushed",
+            "SageMaker Training Job State Change": "training_state_changed",
+            "SageMaker Endpoint State Change": "endpoint_state_changed",
+        }[event["detail-type"]]
+        assert cloud.send(handler, event)["action"] == "ignored"
+        assert cloud.sagemaker.named("create_training_job") == []
+
+
+class TestRetry:
+    def test_retry_failed_training_starts_a_new_job(self, cloud: Cloud) -> None:
+        run_id, job = trained(cloud)
+        cloud.send("training_state_changed", training_state(job, "Failed", failure_reason="OOM"))
+        response = cloud.client.http.post(f"/runs/{run_id}/retry")
+        assert response.status_code == 200, response.body
+        run = cloud.run(run_id)
+        assert run["status"] == "TRAINING" and run["attempt"] == 2 and run["error"] is None
+        assert run["training_job_name"] == f"{run_id}-t2" != job
+        # a late event of the first job changes nothing
+        assert cloud.send("training_state_changed", training_state(job, "Failed"))["action"] == "ignored"
+
+    def test_retry_of_a_bad_bundle_is_refused(self, cloud: Cloud) -> None:
+        run_id = received(cloud, body=make_bundle({"Dockerfile": None}))["run_id"]
+        response = cloud.client.http.post(f"/runs/{run_id}/retry")
+        assert response.status_code == 409
+        assert "upload it again" in response.json_body["message"]
+
+    def test_retry_of_a_running_run_is_refused(self, cloud: Cloud) -> None:
+        run_id = built(cloud)
+        assert cloud.client.http.post(f"/runs/{run_id}/retry").status_code == 409
+
+
+class TestPrivateRegistry:
+    def test_requests_use_vpc_access_and_the_credentials_function(self, private_cloud: Cloud) -> None:
+        cloud = private_cloud
+        run_id = built(cloud)
+        (build,) = cloud.codebuild.named("start_build")
+        variables = {v["name"]: (v["type"], v["value"]) for v in build["environmentVariablesOverride"]}
+        assert variables["PRIVATE_REGISTRY"] == ("PLAINTEXT", "registry.example.com")
+        assert variables["REGISTRY_USERNAME"] == ("SECRETS_MANAGER", "sagedock/registry:username")
+        assert variables["REGISTRY_PASSWORD"] == ("SECRETS_MANAGER", "sagedock/registry:password")
+        assert cloud.ecr.describe_repositories()["repositories"] == []
+
+        # the build's SUCCEEDED event is the only signal (no ECR event for a private registry)
+        event = build_state(
+            "sagedock-build",
+            cloud.run(run_id)["build_id"],
+            "SUCCEEDED",
+            run_id=run_id,
+            exported={"IMAGE_DIGEST": DIGEST},
+        )
+        cloud.send("build_state_changed", event)
+        (job,) = cloud.sagemaker.named("create_training_job")
+        image = f"registry.example.com/sagedock/iris@{DIGEST}"
+        function = "arn:aws:lambda:us-east-1:123456789012:function:sagedock-registry-auth"
+        assert job["AlgorithmSpecification"]["TrainingImage"] == image
+        assert job["AlgorithmSpecification"]["TrainingImageConfig"] == {
+            "TrainingRepositoryAccessMode": "Vpc",
+            "TrainingRepositoryAuthConfig": {"TrainingRepositoryCredentialsProviderArn": function},
+        }
+        vpc = {"SecurityGroupIds": ["sg-0c"], "Subnets": ["subnet-0a", "subnet-0b"]}
+        assert job["VpcConfig"] == vpc
+
+        cloud.send("training_state_changed", training_state(job["TrainingJobName"], "Completed"))
+        (model,) = cloud.sagemaker.named("create_model")
+        assert model["PrimaryContainer"]["Image"] == image
+        assert model["PrimaryContainer"]["ImageConfig"] == {
+            "RepositoryAccessMode": "Vpc",
+            "RepositoryAuthConfig": {"RepositoryCredentialsProviderArn": function},
+        }
+        assert model["VpcConfig"] == vpc
