@@ -103,7 +103,12 @@ def _match_named(flt: Mapping[str, Any], leaves: list[Any], *, present: bool) ->
     raise PatternError(f"unknown filter {name!r}")
 
 
+_STRING_FILTERS = ("prefix", "suffix", "equals-ignore-case", "wildcard")
+
+
 def _string_test(name: str, arg: Any) -> Callable[[str], bool] | None:
+    if name not in _STRING_FILTERS:
+        return None
     ignore_case = isinstance(arg, Mapping) and "equals-ignore-case" in arg
     if ignore_case:
         arg = arg["equals-ignore-case"]
@@ -120,9 +125,7 @@ def _string_test(name: str, arg: Any) -> Callable[[str], bool] | None:
         return lambda v: any(fold(v).endswith(fold(o)) for o in options)
     if name == "equals-ignore-case":
         return lambda v: any(v.lower() == o.lower() for o in options)
-    if name == "wildcard":
-        return lambda v: any(fnmatch.fnmatchcase(v, o.replace("[", "[[]")) for o in options)
-    return None
+    return lambda v: any(fnmatch.fnmatchcase(v, o.replace("[", "[[]")) for o in options)
 
 
 def _anything_but_hits(arg: Any, value: Any) -> bool:
