@@ -1,4 +1,4 @@
-"""The local Lambda service: events reach exactly the handlers whose registered patterns match, asynchronously."""
+"""The local Lambda service: events reach exactly the handlers whose registered patterns match them."""
 
 from __future__ import annotations
 
