@@ -508,7 +508,12 @@ def test_a_read_running_into_the_tail_fetches_only_up_to_it() -> None:
 
 @pytest.mark.parametrize(
     ("options", "pin"),
-    [({"version_id": "v1"}, {"VersionId": "v1"}), ({"etag": '"abc"'}, {"IfMatch": '"abc"'}), ({}, {})],
+    [
+        ({"version_id": "v1"}, {"VersionId": "v1"}),
+        ({"etag": '"abc"'}, {"IfMatch": '"abc"'}),
+        ({"etag": "abc"}, {"IfMatch": '"abc"'}),
+        ({}, {}),
+    ],
 )
 def test_every_request_is_pinned_to_the_version_or_etag(options: dict[str, str], pin: dict[str, str]) -> None:
     # Given a reader told the object's version (or etag) and not its size
