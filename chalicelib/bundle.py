@@ -26,11 +26,12 @@ import zipfile
 import zlib
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from botocore.exceptions import ClientError
 
-from chalicelib.errors import BundleRejected, Conflict, ManifestInvalid, NotFound, UpstreamError
+from chalicelib.aws import error_code, translate
+from chalicelib.errors import BundleRejected, Conflict, ManifestInvalid, NotFound, SagedockError
 from chalicelib.manifest import MANIFEST_NAME, Manifest, parse_manifest
 
 if TYPE_CHECKING:
@@ -227,12 +228,6 @@ class BundleReport:
     compressed_bytes: int
 
 
-class _Directory(NamedTuple):
-    entries: int
-    start: int
-    size: int
-
-
 def inspect_s3_bundle(
     client: S3Client,
     bucket: str,
@@ -244,7 +239,8 @@ def inspect_s3_bundle(
     size: int | None = None,
     etag: str | None = None,
 ) -> tuple[BundleReport, ReadStats]:
-    """Inspect a bundle in S3 without downloading it; S3 failures become NotFound/Conflict/UpstreamError."""
+    """Inspect a bundle in S3 without downloading it. S3 failures become NotFound, Conflict (the object
+    changed under its etag), TransientError (retry) or UpstreamError."""
     try:
         with S3RangeReader(client, bucket, key, size=size, version_id=version_id, etag=etag) as reader:
             return inspect_bundle(reader, limits=limits, project=project), reader.stats()
@@ -254,7 +250,7 @@ def inspect_s3_bundle(
 
 def inspect_bundle(fileobj: SeekableReader, *, limits: BundleLimits, project: str) -> BundleReport:
     """Validate a bundle from its central directory and its sagedock.toml, raising BundleRejected."""
-    directory = _read_directory_record(fileobj, limits)
+    directory_start = _read_directory_record(fileobj, limits)
     try:
         archive = zipfile.ZipFile(fileobj)
     except (zipfile.BadZipFile, NotImplementedError, ValueError, EOFError) as exc:
@@ -262,7 +258,7 @@ def inspect_bundle(fileobj: SeekableReader, *, limits: BundleLimits, project: st
     with archive:
         entries = archive.infolist()
         files = _check_entries(entries, limits)
-        _check_layout(entries, directory)
+        _check_layout(entries, directory_start)
         uncompressed, compressed = _check_sizes(entries, limits)
         manifest_entry = files.get(MANIFEST_NAME)
         manifest = parse_manifest(_read_manifest(archive, manifest_entry, limits), project=project)
@@ -277,8 +273,9 @@ def inspect_bundle(fileobj: SeekableReader, *, limits: BundleLimits, project: st
     )
 
 
-def _read_directory_record(fileobj: SeekableReader, limits: BundleLimits) -> _Directory:
-    """Find the end record ourselves first, to refuse a huge central directory before zipfile reads it."""
+def _read_directory_record(fileobj: SeekableReader, limits: BundleLimits) -> int:
+    """Where the central directory starts. The end record is read here first, before zipfile reads the
+    whole directory, to refuse a huge one unread."""
     size = fileobj.seek(0, io.SEEK_END)
     window = min(size, _EOCD_SEARCH_BYTES)
     fileobj.seek(size - window)
@@ -297,7 +294,7 @@ def _read_directory_record(fileobj: SeekableReader, limits: BundleLimits) -> _Di
             code="NotAZip",
         )
     _, disk, _, _, entries, cd_size, _, _ = _EOCD.unpack_from(tail, at)
-    start = size - window + at - cd_size
+    start: int = size - window + at - cd_size
     locator = at - _ZIP64_LOCATOR.size
     if locator >= 0 and tail.startswith(b"PK\x06\x07", locator):
         record = locator - _ZIP64_EOCD.size
@@ -318,7 +315,7 @@ def _read_directory_record(fileobj: SeekableReader, limits: BundleLimits) -> _Di
             "bucket) and keep file names short",
             code="TooManyEntries",
         )
-    return _Directory(entries=entries, start=start, size=cd_size)
+    return start
 
 
 def _too_many(count: int, limits: BundleLimits) -> BundleRejected:
@@ -390,7 +387,7 @@ def _path_problem(name: str) -> str | None:
     if any(ord(char) < 32 for char in name):
         return "has a control character (such as NUL) in its name"
     if "\\" in name:
-        return "has a backslash in its name (a directory separator to some unzip tools)"
+        return "has a backslash in its name (a directory separator to some tools, written by some on Windows)"
     if name.startswith("/"):
         return "has an absolute path"
     if _DRIVE.match(name):
@@ -400,7 +397,7 @@ def _path_problem(name: str) -> str | None:
     return None
 
 
-def _check_layout(entries: list[zipfile.ZipInfo], directory: _Directory) -> None:
+def _check_layout(entries: list[zipfile.ZipInfo], directory_start: int) -> None:
     """Each entry's data must lie before the central directory and apart from the next entry's header.
 
     The test uses the smallest possible extent (header + declared compressed size), so it is exact
@@ -410,7 +407,7 @@ def _check_layout(entries: list[zipfile.ZipInfo], directory: _Directory) -> None
     ordered = sorted(entries, key=lambda info: info.header_offset)
     for info, following in zip(ordered, [*ordered[1:], None], strict=True):
         end = info.header_offset + _LOCAL_HEADER_BYTES + info.compress_size
-        limit = following.header_offset if following else directory.start
+        limit = following.header_offset if following else directory_start
         if end > limit and following is not None:
             raise BundleRejected(
                 f"entries {info.orig_filename!r} and {following.orig_filename!r} overlap in the zip, a "
@@ -502,12 +499,12 @@ def _check_dockerfile(files: dict[str, zipfile.ZipInfo], path: str) -> str:
     raise BundleRejected(f"no Dockerfile at {path!r} in the bundle; {hint}", code="NoDockerfile")
 
 
-def _s3_error(exc: ClientError, where: str) -> Exception:
-    code = exc.response.get("Error", {}).get("Code", "")
+def _s3_error(exc: ClientError, where: str) -> SagedockError:
+    code = error_code(exc)
     if code in ("NoSuchKey", "NoSuchVersion", "NoSuchBucket", "404", "NotFound"):
         return NotFound(f"bundle {where} does not exist (or not in that version)")
     if code in ("PreconditionFailed", "412"):
         return Conflict(
             f"bundle {where} was replaced while it was inspected; the new upload gets its own run"
         )
-    return UpstreamError(f"S3 refused to read bundle {where}: {code or 'unknown error'}")
+    return translate(exc, f"reading bundle {where}")

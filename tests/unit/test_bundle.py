@@ -11,6 +11,7 @@ import zipfile
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from bundles import (
     DOCKERFILE,
     entry_info,
@@ -23,8 +24,16 @@ from bundles import (
     symlink,
 )
 
-from chalicelib.bundle import BundleLimits, BundleReport, S3RangeReader, inspect_bundle
-from chalicelib.errors import BundleRejected, ManifestInvalid
+from chalicelib.bundle import BundleLimits, BundleReport, S3RangeReader, inspect_bundle, inspect_s3_bundle
+from chalicelib.errors import (
+    BundleRejected,
+    Conflict,
+    ManifestInvalid,
+    NotFound,
+    SagedockError,
+    TransientError,
+    UpstreamError,
+)
 from chalicelib.settings import Settings
 
 MiB = 1024 * 1024
@@ -319,6 +328,25 @@ def test_an_end_record_understating_the_entries_does_not_hide_them() -> None:
     assert "60 entries" in rejection(data, "TooManyEntries")
 
 
+@pytest.mark.slow
+def test_a_zip64_bundle_is_counted_from_its_zip64_end_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a bundle of 65,601 entries: the classic end record can count only 65,535, so it has a zip64 one
+    data = make_zip([("Dockerfile", DOCKERFILE), *[(f"f/{i}", b"") for i in range(65_600)]])
+    roomy = BundleLimits(max_entries=70_000, max_uncompressed_bytes=MiB, max_compression_ratio=200)
+    tight = BundleLimits(max_entries=65_550, max_uncompressed_bytes=MiB, max_compression_ratio=200)
+
+    # When inspected with room for its entries, then it passes
+    assert inspect(data, roomy).entry_count == 65_601
+
+    # When the limit lies between the classic count and the real one, then the zip64 count refuses it
+    # before zipfile parses the central directory
+    def must_not_parse(*_: object) -> None:
+        raise AssertionError("the central directory was parsed")
+
+    monkeypatch.setattr(zipfile, "ZipFile", must_not_parse)
+    assert "65601 entries (limit 65550)" in rejection(data, "TooManyEntries", tight)
+
+
 def test_a_huge_central_directory_is_refused_before_it_is_read() -> None:
     # Given a bundle with few entries but very long names, and a small directory limit
     data = project_zip(*[("d" * 200 + f"/{i}.py", "") for i in range(10)])
@@ -541,3 +569,28 @@ def test_seeking_before_the_start_fails_like_a_file_and_a_closed_reader_refuses_
     reader.close()
     with pytest.raises(ValueError, match="closed"):
         reader.read(1)
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "error"),
+    [
+        ("NoSuchKey", 404, NotFound),
+        ("NoSuchVersion", 404, NotFound),
+        ("PreconditionFailed", 412, Conflict),
+        ("SlowDown", 503, TransientError),
+        ("AccessDenied", 403, UpstreamError),
+    ],
+)
+def test_s3_failures_become_domain_errors(code: str, status: int, error: type[SagedockError]) -> None:
+    # Given an S3 client that fails every GET with this error
+    class FailingS3(FakeS3):
+        def get_object(self, **request: Any) -> dict[str, Any]:
+            response: Any = {
+                "Error": {"Code": code, "Message": code},
+                "ResponseMetadata": {"HTTPStatusCode": status},
+            }
+            raise ClientError(response, "GetObject")
+
+    # When a bundle is inspected through it, then the matching domain error names the object
+    with pytest.raises(error, match=re.escape("s3://bundles/k.zip")):
+        inspect_s3_bundle(FailingS3(b""), "bundles", "k.zip", size=100, limits=LIMITS, project="iris")  # type: ignore[arg-type]
