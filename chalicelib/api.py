@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from chalice.app import Blueprint, Request, Response
+from chalice.app import Blueprint, IAMAuthorizer, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chalicelib import names
@@ -26,6 +26,8 @@ from chalicelib.observability import logger
 from chalicelib.services import get_services
 
 api = Blueprint(__name__)
+# In AWS every route needs SigV4-signed requests from principals allowed execute-api:Invoke.
+iam = IAMAuthorizer()
 
 # The one place where domain errors become HTTP statuses.
 STATUS_OF_ERROR: tuple[tuple[type[SagedockError], int], ...] = (
@@ -124,14 +126,14 @@ def _json_body(request: Request) -> Any:
         raise BadRequest("the body is not valid JSON", code="BadRequest") from exc
 
 
-@api.route("/health", methods=["GET"])
+@api.route("/health", methods=["GET"], authorizer=iam)
 @json_errors
 def health() -> dict[str, str]:
     """Liveness: answers without touching AWS."""
     return {"status": "ok"}
 
 
-@api.route("/uploads", methods=["POST"])
+@api.route("/uploads", methods=["POST"], authorizer=iam)
 @json_errors
 def create_upload() -> dict[str, Any]:
     """A presigned POST for a new bundle, so API users need no S3 permissions of their own."""
@@ -155,7 +157,7 @@ def create_upload() -> dict[str, Any]:
     }
 
 
-@api.route("/runs", methods=["GET"])
+@api.route("/runs", methods=["GET"], authorizer=iam)
 @json_errors
 def list_runs() -> dict[str, Any]:
     """Runs newest first, filtered by project and status, paginated with next_token."""
@@ -166,7 +168,7 @@ def list_runs() -> dict[str, Any]:
     return {"runs": [run.public() for run in runs], "next_token": token}
 
 
-@api.route("/runs/{run_id}", methods=["GET"])
+@api.route("/runs/{run_id}", methods=["GET"], authorizer=iam)
 @json_errors
 def get_run(run_id: str) -> dict[str, Any]:
     """One run with its timeline, provenance and error."""
@@ -175,7 +177,7 @@ def get_run(run_id: str) -> dict[str, Any]:
     return get_services().runs.get(run_id).public()
 
 
-@api.route("/runs/{run_id}/retry", methods=["POST"])
+@api.route("/runs/{run_id}/retry", methods=["POST"], authorizer=iam)
 @json_errors
 def retry_run(run_id: str) -> dict[str, Any]:
     """Restart a FAILED run from its failed stage."""
@@ -186,7 +188,9 @@ def retry_run(run_id: str) -> dict[str, Any]:
     return retry(run_id, get_services()).public()
 
 
-@api.route("/endpoints/{name}/invocations", methods=["POST"], content_types=INVOCATION_CONTENT_TYPES)
+@api.route(
+    "/endpoints/{name}/invocations", methods=["POST"], content_types=INVOCATION_CONTENT_TYPES, authorizer=iam
+)
 @json_errors
 def invoke_endpoint(name: str) -> Response:
     """Forward the body and content type to the endpoint and return its answer as it is."""

@@ -44,7 +44,7 @@ def handle(
         count("MalformedEvents")
         return {"action": "rejected", "code": exc.code, "reason": exc.message}
     svc = services()
-    svc.once.bind_context(getattr(event, "context", None))
+    svc.context = getattr(event, "context", None)
     try:
         outcome = transition(detail, svc)
         logger.info("event handled", extra={"outcome": outcome})

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
+from chalicelib.aws import client
 from chalicelib.errors import StaleEvent
 from chalicelib.models import utcnow
 from chalicelib.runs import RunStore
@@ -19,11 +19,18 @@ class Once:
     A concurrent duplicate gets AlreadyInProgress (and is dropped); a replay gets the first result back.
     """
 
-    def __init__(self, table: str, client: Any, expires_after_seconds: int = 24 * 3600) -> None:
+    def __init__(
+        self,
+        table: str,
+        client: Any,
+        expires_after_seconds: int = 24 * 3600,
+        context: Callable[[], Any] = lambda: None,
+    ) -> None:
         from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig
 
         self._persistence = DynamoDBPersistenceLayer(table_name=table, boto3_client=client)
         self._config = IdempotencyConfig(expires_after_seconds=expires_after_seconds)
+        self._context = context
 
     def bind_context(self, context: Any) -> None:
         """Let in-progress records expire with the Lambda's remaining time (a crash is then retried)."""
@@ -31,6 +38,7 @@ class Once:
             self._config.register_lambda_context(context)
 
     def __call__(self, key: str, action: Callable[[], Any]) -> Any:
+        self.bind_context(self._context())
         from aws_lambda_powertools.utilities.idempotency import idempotent_function
         from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 
@@ -47,18 +55,54 @@ class Once:
             raise StaleEvent(f"{key} is being done by a concurrent delivery of this event") from exc
 
 
-@dataclass
 class Services:
-    """Everything the transitions touch, injected so tests and the local cloud can supply their own."""
+    """Everything the transitions touch. Each adapter is built on first use, so an event pays only for the
+    clients it needs; tests and the local cloud pass their own as keyword arguments instead."""
 
-    settings: Settings
-    runs: RunStore
-    s3: Any
-    codebuild: Any
-    ecr: Any
-    sagemaker: Any
-    once: Once
-    clock: Callable[[], str] = field(default=utcnow)
+    def __init__(self, settings: Settings, *, clock: Callable[[], str] = utcnow, **adapters: Any) -> None:
+        unknown = set(adapters) - {"runs", "s3", "codebuild", "ecr", "sagemaker", "once"}
+        if unknown:
+            raise TypeError(f"unknown services: {sorted(unknown)}")
+        self.settings = settings
+        self.clock = clock
+        self.context: Any = None  # the invocation's Lambda context, set per event
+        self.__dict__.update(adapters)  # shadows the lazy properties below
+
+    @cached_property
+    def runs(self) -> RunStore:
+        """The runs table."""
+        return RunStore(client("dynamodb"), self.settings.runs_table)
+
+    @cached_property
+    def s3(self) -> Any:
+        """The S3 client (bundle inspection, presigned uploads)."""
+        return client("s3")
+
+    @cached_property
+    def codebuild(self) -> Any:
+        """Starts builds."""
+        from chalicelib.codebuild import CodeBuild
+
+        return CodeBuild(client("codebuild"), self.settings.codebuild_project)
+
+    @cached_property
+    def ecr(self) -> Any:
+        """Creates repositories."""
+        from chalicelib.ecr import Ecr
+
+        return Ecr(client("ecr"))
+
+    @cached_property
+    def sagemaker(self) -> Any:
+        """Training jobs, models, endpoint configs, endpoints."""
+        from chalicelib.sagemaker import SageMaker
+
+        return SageMaker(client("sagemaker"))
+
+    @cached_property
+    def once(self) -> Once:
+        """At-most-once side effects on the idempotency table."""
+        return Once(self.settings.idempotency_table, client("dynamodb"), context=lambda: self.context)
 
 
 _override: Services | None = None
@@ -77,20 +121,5 @@ def get_services() -> Services:
 
 @lru_cache(maxsize=1)
 def default_services() -> Services:
-    """The process-wide services (clients are created here, on the first event, not at import)."""
-    from chalicelib.aws import client
-    from chalicelib.codebuild import CodeBuild
-    from chalicelib.ecr import Ecr
-    from chalicelib.sagemaker import SageMaker
-
-    settings = get_settings()
-    dynamodb = client("dynamodb")
-    return Services(
-        settings=settings,
-        runs=RunStore(dynamodb, settings.runs_table),
-        s3=client("s3"),
-        codebuild=CodeBuild(client("codebuild"), settings.codebuild_project),
-        ecr=Ecr(client("ecr")),
-        sagemaker=SageMaker(client("sagemaker")),
-        once=Once(settings.idempotency_table, dynamodb),
-    )
+    """The process-wide services for these settings (validated here, on the first event)."""
+    return Services(get_settings())

@@ -193,13 +193,9 @@ def _cloud(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, settings: dict[str, 
         from chalicelib.sagemaker import SageMaker
 
         wired = services_module.Services(
-            settings=real.settings,
-            runs=real.runs,
-            s3=real.s3,
+            real.settings,
             codebuild=CodeBuild(codebuild, real.settings.codebuild_project),  # type: ignore[arg-type]
-            ecr=real.ecr,
             sagemaker=SageMaker(sagemaker),  # type: ignore[arg-type]
-            once=real.once,
         )
         services_module.use_services(wired)
         # No project dir: the test client must not overlay .chalice/config.json's stage variables.
