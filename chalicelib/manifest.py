@@ -50,6 +50,8 @@ MAX_RUNTIME_SECONDS: Final = 28 * 24 * 3600
 
 Scalar = str | int | float | bool
 
+_INSTANCE_DEFAULTS: Final = {"instance_type": "ml.t2.medium", "initial_instance_count": 1}
+
 
 _TOML_KINDS: Final = {
     dict: "a table",
@@ -208,25 +210,34 @@ class ServerlessConfig(_Section):
 
 
 class DeployConfig(_Section):
-    """[deploy]: the endpoint. `endpoint_name` is filled from the project by `parse_manifest`; the
-    instance settings are ignored when `serverless` is set, and giving both is an error."""
+    """[deploy]: the endpoint. `endpoint_name` is filled from the project by `parse_manifest`. An endpoint
+    runs on instances (`instance_type`, `initial_instance_count`, defaulted) or is `serverless`, when
+    the instance settings are None; giving both is an error."""
 
     enabled: bool = True
     endpoint_name: EndpointName
-    instance_type: InstanceType = "ml.t2.medium"
-    initial_instance_count: int = Field(default=1, gt=0)
+    instance_type: InstanceType | None = None
+    initial_instance_count: int | None = Field(default=None, gt=0)
     startup_health_timeout_seconds: int = Field(default=600, ge=60, le=3600)
     serverless: ServerlessConfig | None = None
 
-    @model_validator(mode="after")
-    def _serverless_or_instances(self) -> DeployConfig:
-        given = sorted({"instance_type", "initial_instance_count"} & self.model_fields_set)
-        if self.serverless is not None and given:
+    @model_validator(mode="before")
+    @classmethod
+    def _serverless_or_instances(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        given = sorted(name for name in _INSTANCE_DEFAULTS if data.get(name) is not None)
+        if data.get("serverless") is None:
+            return {
+                **data,
+                **{name: value for name, value in _INSTANCE_DEFAULTS.items() if name not in given},
+            }
+        if given:
             raise ValueError(
                 f"serverless and {' and '.join(given)} exclude each other: "
                 "remove one (a serverless endpoint has no instances)"
             )
-        return self
+        return data
 
 
 class Manifest(_Section):

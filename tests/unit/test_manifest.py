@@ -132,8 +132,9 @@ def test_the_endpoint_name_can_be_set_and_serverless_replaces_instances() -> Non
     # Given a serverless deploy with its own endpoint name: when parsed
     deploy = parse("[deploy]\nendpoint_name = 'Iris-Prod-2'\nserverless = { memory_size_mb = 3072 }\n").deploy
 
-    # Then both are kept, the serverless defaults filled in
+    # Then both are kept, the serverless defaults filled in, and there are no instance settings
     assert deploy.endpoint_name == "Iris-Prod-2"
+    assert (deploy.instance_type, deploy.initial_instance_count) == (None, None)
     assert deploy.serverless is not None
     assert (deploy.serverless.memory_size_mb, deploy.serverless.max_concurrency) == (3072, 5)
 
@@ -144,6 +145,18 @@ def test_a_byte_order_mark_is_accepted_and_the_dockerfile_path_normalised() -> N
 
     # Then the path is the one the zip holds
     assert manifest.build.dockerfile == "docker/Dockerfile"
+
+
+def test_a_stored_manifest_validates_back_to_itself() -> None:
+    # Given a manifest dumped to JSON, as a run record stores it
+    manifest = parse(
+        "[train]\nhyperparameters = { depth = 5, rate = 0.1, prune = true, kind = 'gini' }\n"
+        "[deploy]\nserverless = { memory_size_mb = 4096, max_concurrency = 10 }\n"
+    )
+    stored = manifest.model_dump_json()
+
+    # When it is read back, then it is the same manifest
+    assert Manifest.model_validate_json(stored) == manifest
 
 
 def test_the_manifest_is_immutable() -> None:
