@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import sys
 import time
 from pathlib import Path
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.verbose:
         import logging
 
-        logging.getLogger("sagedock").setLevel(logging.WARNING)
+        logging.getLogger("local_cloud").setLevel(logging.WARNING)
     bundle = args.bundle or PROJECT_DIR / "container"
     say = _printer(began)
     say("starting the local cloud (AWS emulator, the app's API and handlers, build/train/host executors)")
@@ -78,6 +79,20 @@ def run(args: argparse.Namespace) -> int:
         say("stopping the local cloud")
         cloud.stop()
         say(f"done in {time.monotonic() - began:.1f}s")
+
+
+def parse_predictions(answer: bytes) -> list[str]:
+    """One prediction per row: a JSON list, {"predictions": [...]}, or one line per row."""
+    text = answer.decode("utf-8", "replace").strip()
+    try:
+        loaded = json.loads(text)
+    except ValueError:
+        return text.splitlines()
+    if isinstance(loaded, dict) and isinstance(loaded.get("predictions"), list):
+        loaded = loaded["predictions"]
+    if isinstance(loaded, list):
+        return [json.dumps(p) if isinstance(p, dict | list) else str(p) for p in loaded]
+    return [text]
 
 
 def _printer(began: float) -> Any:
@@ -104,7 +119,7 @@ def _demo(target: Target, bundle: Path, timeout: float, say: Any) -> int:
     body = "".join(",".join(features) + "\n" for _, features in rows)
     say(f"invoking endpoint {endpoint!r} with {len(rows)} rows (text/csv)")
     content_type, answer = client.invoke(endpoint, body.encode(), content_type="text/csv")
-    predictions = answer.decode("utf-8", "replace").strip().splitlines()
+    predictions = parse_predictions(answer)
     if not predictions:
         print("the endpoint answered with no predictions", file=sys.stderr)
         return 1

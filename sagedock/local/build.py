@@ -26,7 +26,7 @@ from sagedock.local import events
 from sagedock.local.emulator import ApiCall, ApiReply, Emulator
 from sagedock.local.images import ImageStore
 
-log = logging.getLogger("sagedock.local.build")
+log = logging.getLogger("local_cloud.build")
 
 PHASES = (
     "SUBMITTED",

@@ -20,9 +20,10 @@ from typing import Any
 
 from sagedock.local.emulator import DUMMY_CREDENTIALS, Emulator
 from sagedock.local.events import REGION
+from sagedock.local.logs import capture_invocation_output
 from sagedock.local.provision import Resources, provision
 
-log = logging.getLogger("sagedock.local")
+log = logging.getLogger("local_cloud")
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 READY_KEY = "SAGEDOCK_LOCAL_READY"
@@ -89,13 +90,13 @@ class LocalCloud:
             self.host = HostExecutor(self.emulator, store, work / "endpoints")
             for executor in (
                 BuildExecutor(self.emulator, store, self.state / "logs" / "builds"),
-                TrainExecutor(self.emulator, store, work / "training"),
+                TrainExecutor(self.emulator, store, work / "training", self.state / "logs" / "training"),
                 self.host,
             ):
                 executor.install()
                 self._stack.append(executor.close)
+            self._stack.append(capture_invocation_output(self.state / "logs" / "app.log"))
             app = load_app(self.project_dir)
-            self._stack.append(route_stdout_logs(self.state / "logs" / "app.log"))
             warm_clients()
             self.router = Router(app, workers=self.workers)
             self._stack.append(self.router.close)
@@ -169,24 +170,6 @@ def load_app(project_dir: Path) -> Any:
         module = importlib.import_module("app")
     _reset_cached_settings()
     return module.app
-
-
-def route_stdout_logs(path: Path) -> Any:
-    """Send the app's log lines (Lambda writes them to stdout) to a file; returns how to undo it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    stream = path.open("a")
-    moved: list[tuple[logging.StreamHandler[Any], Any]] = []
-    for logger in [logging.getLogger(), *map(logging.getLogger, list(logging.root.manager.loggerDict))]:
-        for handler in logger.handlers:
-            if isinstance(handler, logging.StreamHandler) and handler.stream in (sys.stdout, sys.__stdout__):
-                moved.append((handler, handler.setStream(stream)))
-
-    def undo() -> None:
-        for handler, previous in moved:
-            handler.setStream(previous)
-        stream.close()
-
-    return undo
 
 
 def warm_clients() -> None:

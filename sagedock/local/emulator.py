@@ -22,7 +22,7 @@ from typing import Any
 
 from sagedock.local import events
 
-log = logging.getLogger("sagedock.local.emulator")
+log = logging.getLogger("local_cloud.emulator")
 
 Event = dict[str, Any]
 Subscriber = Callable[[Event], None]

@@ -23,8 +23,9 @@ from sagedock.contract import ServeProcess, free_port
 from sagedock.local import events
 from sagedock.local.emulator import ApiCall, ApiReply, Emulator
 from sagedock.local.images import ImageStore, parse_image_uri
+from sagedock.local.logs import line_logger
 
-log = logging.getLogger("sagedock.local.host")
+log = logging.getLogger("local_cloud.host")
 
 DEFAULT_HEALTH_TIMEOUT = 480  # SageMaker's default: healthy within 8 minutes of start
 PING_FAILED = (
@@ -206,18 +207,16 @@ class HostExecutor:
             except Exception as exc:
                 raise DeployFailed(f"Failed to download model data from {data_url}: {exc}") from exc
         timeout = float(variant.get("ContainerStartupHealthCheckTimeoutInSeconds") or DEFAULT_HEALTH_TIMEOUT)
-        log_file = (workdir / "serve.log").open("a")
         process = ServeProcess.start(
             image,
             model_tar,
             port=free_port(),
             workdir=workdir,
             extra_env={str(k): str(v) for k, v in (container.get("Environment") or {}).items()},
-            log=log_file,
+            log=line_logger(workdir / "serve.log"),
         )
         if not process.wait_healthy(timeout):
             process.stop(grace=5)
-            log_file.close()
             raise DeployFailed(PING_FAILED.format(variant=variant.get("VariantName", "AllTraffic")))
         return process, variant
 

@@ -15,9 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from sagedock.local.logs import invocation
 from sagedock.local.patterns import matches
 
-log = logging.getLogger("sagedock.local.router")
+log = logging.getLogger("local_cloud.router")
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,8 @@ class Router:
                 attempts += 1
                 context = LambdaContext(name, memory_size=self._memory_size, max_runtime_ms=900_000)
                 try:
-                    self._app.handler_map[name](event, context)
+                    with invocation():
+                        self._app.handler_map[name](event, context)
                     error = None
                     break
                 except Exception as exc:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import functools
 import threading
+import warnings
 from typing import Any
+
+from sagedock.local.logs import invocation
 
 
 class ApiServer:
@@ -30,6 +33,12 @@ class ApiServer:
             def log_message(self, *args: Any) -> None:
                 """Requests are not logged: the CLI shows what matters."""
 
+            def handle(self) -> None:
+                with invocation():
+                    super().handle()
+
+        # Chalice local serves routes without IAM auth and says so on every start; that is the point here.
+        warnings.filterwarnings("ignore", message="IAMAuthorizer is not a supported in local mode")
         config = Config.create(
             chalice_stage="local",
             app_name=self._app.app_name,

@@ -20,8 +20,9 @@ from sagedock.contract import layout_opt_ml, pack_model, run_train
 from sagedock.local import events
 from sagedock.local.emulator import ApiCall, ApiReply, Emulator
 from sagedock.local.images import ImageStore, parse_image_uri
+from sagedock.local.logs import line_logger
 
-log = logging.getLogger("sagedock.local.train")
+log = logging.getLogger("local_cloud.train")
 
 DEFAULT_MAX_RUNTIME = 86_400
 
@@ -33,10 +34,13 @@ class JobFailed(Exception):
 class TrainExecutor:
     """Runs the jobs CreateTrainingJob starts, a few at a time."""
 
-    def __init__(self, emulator: Emulator, store: ImageStore, workdir: Path, *, concurrency: int = 2) -> None:
+    def __init__(
+        self, emulator: Emulator, store: ImageStore, workdir: Path, logs: Path, *, concurrency: int = 2
+    ) -> None:
         self._emulator = emulator
         self._store = store
         self._workdir = workdir
+        self._logs = logs
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="training")
         self._stopping: set[str] = set()
         self._lock = threading.Lock()
@@ -128,16 +132,13 @@ class TrainExecutor:
         )
         self._emit(name)
         runtime = int(request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds", DEFAULT_MAX_RUNTIME))
-        log_path = self._workdir.parent / "logs" / "training" / f"{name}.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with log_path.open("a") as logfile:
-            outcome = run_train(
-                image,
-                opt_ml,
-                timeout=runtime,
-                log=logfile,
-                extra_env={str(k): str(v) for k, v in (request.get("Environment") or {}).items()},
-            )
+        outcome = run_train(
+            image,
+            opt_ml,
+            timeout=runtime,
+            log=line_logger(self._logs / f"{name}.log"),
+            extra_env={str(k): str(v) for k, v in (request.get("Environment") or {}).items()},
+        )
         if self._stopped(name):
             return
         if not outcome.ok:

@@ -1,0 +1,18 @@
+"""Fixtures of the end-to-end tests: a local cloud per module, started and stopped as a user would."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from localcloud import LocalCloudProcess, start_local_cloud, stop_local_cloud
+
+
+@pytest.fixture(scope="module")
+def local_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloudProcess]:
+    state_dir = tmp_path_factory.mktemp("local-cloud")
+    cloud = start_local_cloud(state_dir)
+    try:
+        yield cloud
+    finally:
+        stop_local_cloud(cloud)

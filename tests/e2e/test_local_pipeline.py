@@ -1,0 +1,227 @@
+"""The whole pipeline on the local cloud, driven only through its public faces: S3, the HTTP API and the CLI.
+
+All bundles are submitted up front so the slow scenarios (a serve that never becomes healthy waits out its
+60 s health timeout) overlap; each test then checks one scenario's outcome.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+from localcloud import BUNDLES, ROOT, LocalCloudProcess, zip_bytes
+
+from sagedock.commands.submit import zip_directory
+
+pytestmark = pytest.mark.slow
+
+RUN_TIMEOUT = 240.0
+
+
+@pytest.fixture(scope="module")
+def scenarios(local_cloud: LocalCloudProcess) -> dict[str, Any]:
+    """Upload every bundle, then submit the sample with the CLI and follow it; scenario -> what it started."""
+    keys = {
+        "never-healthy": local_cloud.upload("never-healthy", zip_directory(BUNDLES / "never-healthy"), "v1"),
+        "failing-train": local_cloud.upload("failing-train", zip_directory(BUNDLES / "failing-train"), "v1"),
+        "no-dockerfile": local_cloud.upload(
+            "no-dockerfile", zip_bytes({"train.py": "print('no Dockerfile next to me')\n"}), "v1"
+        ),
+    }
+    submitted = local_cloud.cli(
+        "submit", str(ROOT / "container"), "--project", "demo", "--follow", timeout=300
+    )
+    return {"keys": keys, "demo": submitted}
+
+
+@pytest.fixture(scope="module")
+def demo_run(local_cloud: LocalCloudProcess, scenarios: dict[str, Any]) -> dict[str, Any]:
+    submitted = scenarios["demo"]
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    run_id = re.search(r"^run (\S+)$", submitted.stdout, re.M)
+    assert run_id, submitted.stdout
+    return local_cloud.api.get_run(run_id.group(1))
+
+
+def test_the_sample_bundle_goes_from_upload_to_a_live_endpoint(
+    local_cloud: LocalCloudProcess, scenarios: dict[str, Any], demo_run: dict[str, Any]
+) -> None:
+    # The CLI showed the run stage by stage
+    out = scenarios["demo"].stdout
+    for stage in ("validate", "build", "train", "deploy"):
+        assert re.search(rf"\] {stage}\s+SUCCEEDED", out), out
+    assert "run SUCCEEDED" in out
+    # And the run carries its provenance, image by digest
+    assert demo_run["status"] == "SUCCEEDED"
+    image = demo_run["image"]
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", image["digest"])
+    assert image["uri"].endswith("/sagedock/demo@" + image["digest"])
+    assert demo_run["model_artifact"].endswith(f"/{demo_run['training_job_name']}/output/model.tar.gz")
+    assert demo_run["endpoint_name"] == "iris"
+    # And the emulator answers like AWS about what was made
+    sagemaker = local_cloud.aws("sagemaker")
+    endpoint = sagemaker.describe_endpoint(EndpointName="iris")
+    assert endpoint["EndpointStatus"] == "InService"
+    assert endpoint["EndpointConfigName"] == demo_run["endpoint_config_name"]
+    job = sagemaker.describe_training_job(TrainingJobName=demo_run["training_job_name"])
+    assert job["TrainingJobStatus"] == "Completed"
+    assert job["AlgorithmSpecification"]["TrainingImage"] == image["uri"]
+    pushed = local_cloud.aws("ecr").describe_images(
+        repositoryName="sagedock/demo", imageIds=[{"imageTag": demo_run["run_id"]}]
+    )["imageDetails"]
+    assert pushed[0]["imageDigest"] == image["digest"]
+
+
+def test_the_endpoint_answers_predictions_through_the_api_and_the_cli(
+    local_cloud: LocalCloudProcess, demo_run: dict[str, Any]
+) -> None:
+    _, answer = local_cloud.api.invoke("iris", b"5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n", content_type="text/csv")
+    assert b"setosa" in answer and b"virginica" in answer, answer
+    invoked = local_cloud.cli("invoke", "iris", "--data", "5.1,3.5,1.4,0.2")
+    assert invoked.returncode == 0, invoked.stderr
+    assert "setosa" in invoked.stdout
+
+
+def test_runs_and_status_show_the_run(local_cloud: LocalCloudProcess, demo_run: dict[str, Any]) -> None:
+    listed = local_cloud.cli("runs", "--project", "demo")
+    assert listed.returncode == 0, listed.stderr
+    assert demo_run["run_id"] in listed.stdout and "SUCCEEDED" in listed.stdout
+    status = local_cloud.cli("status", demo_run["run_id"])
+    assert status.returncode == 0, status.stderr
+    assert "timeline:" in status.stdout and "deploy" in status.stdout
+    as_json = json.loads(local_cloud.cli("status", demo_run["run_id"], "--json").stdout)
+    assert as_json["run_id"] == demo_run["run_id"]
+
+
+def test_a_bundle_without_a_dockerfile_fails_validation_before_any_build(
+    local_cloud: LocalCloudProcess, scenarios: dict[str, Any]
+) -> None:
+    key = scenarios["keys"]["no-dockerfile"]
+    run = local_cloud.wait_run(local_cloud.run_for_key("no-dockerfile", key), RUN_TIMEOUT)
+    assert run["status"] == "FAILED"
+    assert run["error"]["stage"] == "validate"
+    assert "Dockerfile" in run["error"]["message"]
+    assert not run.get("build_id")
+    assert _builds_of(local_cloud, key) == []
+
+
+def test_the_cli_refuses_a_directory_without_a_dockerfile_before_uploading(
+    local_cloud: LocalCloudProcess, tmp_path: Any
+) -> None:
+    (tmp_path / "train.py").write_text("print('hi')\n")
+    refused = local_cloud.cli("submit", str(tmp_path), "--project", "refused")
+    assert refused.returncode == 2
+    assert "Dockerfile" in refused.stderr
+    listed = local_cloud.aws("s3").list_objects_v2(
+        Bucket=local_cloud.contract["SAGEDOCK_SOURCE_BUCKET"], Prefix="bundles/refused/"
+    )
+    assert listed.get("KeyCount", 0) == 0
+
+
+def test_a_failing_train_fails_the_run_with_the_trains_own_message(
+    local_cloud: LocalCloudProcess, scenarios: dict[str, Any]
+) -> None:
+    key = scenarios["keys"]["failing-train"]
+    run = local_cloud.wait_run(local_cloud.run_for_key("failing-train", key), RUN_TIMEOUT)
+    assert run["status"] == "FAILED"
+    assert run["error"]["stage"] == "train"
+    assert "the label column is missing from train/iris.csv" in run["error"]["message"]
+    assert "Traceback" not in run["error"]["message"]
+    job = local_cloud.aws("sagemaker").describe_training_job(TrainingJobName=run["training_job_name"])
+    assert job["TrainingJobStatus"] == "Failed"
+    assert job["FailureReason"].startswith(("the label column", "AlgorithmError: the label column"))
+
+
+def test_a_serve_that_never_answers_ping_fails_the_deploy(
+    local_cloud: LocalCloudProcess, scenarios: dict[str, Any]
+) -> None:
+    key = scenarios["keys"]["never-healthy"]
+    run = local_cloud.wait_run(local_cloud.run_for_key("never-healthy", key), RUN_TIMEOUT)
+    assert run["status"] == "FAILED", run
+    assert run["error"]["stage"] == "deploy"
+    endpoint = local_cloud.aws("sagemaker").describe_endpoint(EndpointName="never-healthy")
+    assert endpoint["EndpointStatus"] == "Failed"
+    assert "did not pass the ping health check" in endpoint["FailureReason"]
+    assert "ping health check" in run["error"]["message"]
+
+
+def test_the_same_s3_event_delivered_twice_makes_one_run_and_one_build(
+    local_cloud: LocalCloudProcess,
+) -> None:
+    # Given a bundle uploaded once (its build fails fast: the Dockerfile copies a missing file)
+    key = local_cloud.upload("twice", zip_directory(BUNDLES / "broken-build"), "v1")
+    run_id = local_cloud.run_for_key("twice", key)
+    first = local_cloud.wait_run(run_id, RUN_TIMEOUT)
+    assert first["error"]["stage"] == "build"
+    assert "missing.py" in first["error"]["message"]
+    # When EventBridge delivers its Object Created event again, twice
+    head = local_cloud.aws("s3").head_object(Bucket=local_cloud.contract["SAGEDOCK_SOURCE_BUCKET"], Key=key)
+    detail = {
+        "version": "0",
+        "bucket": {"name": local_cloud.contract["SAGEDOCK_SOURCE_BUCKET"]},
+        "object": {
+            "key": key,
+            "size": head["ContentLength"],
+            "etag": head["ETag"].strip('"'),
+            "version-id": head["VersionId"],
+            "sequencer": "0062E99A88DC407460",
+        },
+        "request-id": "N4N7GDK58NMKJ12R",
+        "requester": "123456789012",
+        "source-ip-address": "127.0.0.1",
+        "reason": "PutObject",
+    }
+    ids = _put_events(local_cloud, "aws.s3", "Object Created", detail, copies=2)
+    for event_id in ids:
+        local_cloud.wait_handled(event_id)
+    # Then there is still one run and one build, and the run is unchanged
+    runs = [r for r in local_cloud.api.iter_runs(project="twice") if r["source"]["key"] == key]
+    assert [r["run_id"] for r in runs] == [run_id]
+    assert len(_builds_of(local_cloud, key)) == 1
+    assert local_cloud.api.get_run(run_id) == first
+
+
+def test_a_replayed_ecr_push_starts_no_second_training_job(
+    local_cloud: LocalCloudProcess, demo_run: dict[str, Any]
+) -> None:
+    # Given the sample's run SUCCEEDED with one training job
+    jobs_before = _training_jobs(local_cloud, demo_run["run_id"])
+    assert jobs_before == [demo_run["training_job_name"]]
+    # When the ECR push event of its image is put on the bus again
+    detail = {
+        "result": "SUCCESS",
+        "repository-name": "sagedock/demo",
+        "image-digest": demo_run["image"]["digest"],
+        "action-type": "PUSH",
+        "image-tag": demo_run["run_id"],
+    }
+    (event_id,) = _put_events(local_cloud, "aws.ecr", "ECR Image Action", detail)
+    handled = local_cloud.wait_handled(event_id)
+    # Then it reached the app and changed nothing
+    assert handled
+    assert _training_jobs(local_cloud, demo_run["run_id"]) == jobs_before
+    assert local_cloud.api.get_run(demo_run["run_id"])["status"] == "SUCCEEDED"
+
+
+def _put_events(
+    cloud: LocalCloudProcess, source: str, detail_type: str, detail: dict[str, Any], copies: int = 1
+) -> list[str]:
+    entry = {"Source": source, "DetailType": detail_type, "Detail": json.dumps(detail)}
+    answer = cloud.aws("events").put_events(Entries=[entry] * copies)
+    assert answer["FailedEntryCount"] == 0
+    return [e["EventId"] for e in answer["Entries"]]
+
+
+def _builds_of(cloud: LocalCloudProcess, key: str) -> list[str]:
+    codebuild = cloud.aws("codebuild")
+    project = codebuild.list_projects()["projects"][0]
+    ids = codebuild.list_builds_for_project(projectName=project)["ids"]
+    builds = codebuild.batch_get_builds(ids=ids)["builds"] if ids else []
+    return [b["id"] for b in builds if b["source"]["location"].endswith("/" + key)]
+
+
+def _training_jobs(cloud: LocalCloudProcess, run_id: str) -> list[str]:
+    found = cloud.aws("sagemaker").list_training_jobs(NameContains=run_id, MaxResults=100)
+    return [j["TrainingJobName"] for j in found["TrainingJobSummaries"]]
