@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 from chalicelib import names, specs
 from chalicelib import statemachine as sm
 from chalicelib.aws import translate
-from chalicelib.errors import BundleRejected, Conflict, NotFound, StaleEvent, TransientError, UpstreamError
+from chalicelib.errors import BundleRejected, Conflict, NotFound, StaleEvent, UpstreamError
 from chalicelib.events import (
     BuildStateChange,
     EndpointStateChange,
@@ -130,13 +130,6 @@ def _validate(svc: Services, run: Run) -> dict[str, Any]:
             limits=BundleLimits.from_settings(svc.settings),
             project=run.project,
         )
-    except ClientError as exc:
-        error = translate(exc, f"reading s3://{run.source.bucket}/{run.source.key}")
-        if isinstance(error, TransientError):
-            raise error from exc
-        raise BundleRejected(
-            f"the bundle could not be read: {error.message}", code="UnreadableBundle"
-        ) from exc
     except (NotFound, Conflict, UpstreamError) as exc:
         raise BundleRejected(f"the bundle could not be read: {exc.message}", code="UnreadableBundle") from exc
     manifest: dict[str, Any] = report.manifest.model_dump(mode="json")
