@@ -11,11 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from chalicelib import names, specs
 from chalicelib import statemachine as sm
-from chalicelib.aws import translate
 from chalicelib.errors import BundleRejected, Conflict, NotFound, StaleEvent, UpstreamError
 from chalicelib.events import (
     BuildStateChange,
