@@ -76,12 +76,12 @@ def sample(module: str, client: str, package_dir: Path) -> tuple[float, ...]:
 
 
 def deployment_package() -> bytes:
-    """The zip Lambda runs: the registry_auth package at its root, sources only, no dependencies."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted((ROOT / "registry_auth").glob("*.py")):
-            archive.write(path, f"registry_auth/{path.name}")
-    return buffer.getvalue()
+    """The zip Lambda runs, as `python -m registry_auth.build` writes it."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from registry_auth.build import deployment_zip
+
+    return deployment_zip()
 
 
 def _load() -> str:

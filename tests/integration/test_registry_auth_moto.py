@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import ast
-import io
 import json
 import logging
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ import pytest
 from moto import mock_aws
 
 from registry_auth import handler as registry_auth
+from registry_auth.build import deployment_zip
 
 REGION = "us-east-1"
 SECRET_NAME = "sagedock/registry"
@@ -251,15 +250,6 @@ def _document(policy: dict[str, Any]) -> dict[str, Any]:
     return {**document, "Statement": [s for s in document["Statement"] if s is not None]}
 
 
-def _code_zip() -> bytes:
-    """The deployment package as the docs build it: the registry_auth package at the zip's root."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted((ROOT / "registry_auth").glob("*.py")):
-            archive.write(path, f"registry_auth/{path.name}")
-    return buffer.getvalue()
-
-
 @pytest.mark.parametrize(
     "kms_key", ["", "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"]
 )
@@ -282,7 +272,7 @@ def test_the_fragment_deploys_with_least_privilege(secret_arn: str, kms_key: str
     )["Role"]
     s3 = boto3.client("s3", region_name=REGION)
     s3.create_bucket(Bucket="sagedock-artifacts")
-    s3.put_object(Bucket="sagedock-artifacts", Key="registry_auth/code.zip", Body=_code_zip())
+    s3.put_object(Bucket="sagedock-artifacts", Key="registry_auth/code.zip", Body=deployment_zip())
     cloudformation = boto3.client("cloudformation", region_name=REGION)
 
     cloudformation.create_stack(

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import os
 import re
+import subprocess
+import sys
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -507,3 +512,42 @@ def _statements(document: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _as_list(value: str | list[str]) -> list[str]:
     return [value] if isinstance(value, str) else value
+
+
+# --- the deployment package ------------------------------------------------------------------------------
+
+
+def test_the_deployment_zip_holds_the_runtime_modules_only_and_is_reproducible(tmp_path: Path) -> None:
+    from registry_auth import build
+
+    data = build.deployment_zip()
+
+    assert data == build.deployment_zip()
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        assert archive.namelist() == ["registry_auth/__init__.py", "registry_auth/handler.py"]
+    assert build.main([str(tmp_path / "out.zip")]) == 0
+    assert (tmp_path / "out.zip").read_bytes() == data
+
+
+def test_the_packaged_handler_needs_nothing_beyond_boto3_and_the_standard_library(tmp_path: Path) -> None:
+    from registry_auth import build
+
+    zipfile.ZipFile(io.BytesIO(build.deployment_zip())).extractall(tmp_path)
+
+    def top_level_modules(statement: str) -> set[str]:
+        probe = f"import sys; {statement}; print(' '.join({{m.split('.')[0] for m in sys.modules}}))"
+        return set(
+            subprocess.run(
+                [sys.executable, "-c", probe],
+                cwd=tmp_path,
+                env={**os.environ, "PYTHONPATH": str(tmp_path), "PYTHONDONTWRITEBYTECODE": "1"},
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.split()
+        )
+
+    beyond_boto3 = top_level_modules("import registry_auth.handler") - top_level_modules("import boto3")
+
+    assert "registry_auth" in beyond_boto3
+    assert beyond_boto3 - {"registry_auth"} <= set(sys.stdlib_module_names), beyond_boto3
