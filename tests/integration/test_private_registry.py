@@ -109,31 +109,40 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _write_tls(directory: Path) -> tuple[Path, Path, Path]:
-    """A CA, and a server certificate it signs for 127.0.0.1 and localhost: (ca.pem, cert.pem, key.pem)."""
+def _certificate(
+    subject: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Name | None
+) -> x509.CertificateBuilder:
+    """A day-long certificate of `key` for `subject` by `issuer` (itself when None), not signed yet."""
     now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sagedock test CA")])
-    ca_cert = (
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    return (
         x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
+        .subject_name(name)
+        .issuer_name(issuer or name)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
+    )
+
+
+def _write_tls(directory: Path) -> tuple[Path, Path, Path]:
+    """A CA, and a server certificate it signs for 127.0.0.1 and localhost: (ca.pem, cert.pem, key.pem)."""
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    key_usage = dict.fromkeys(
+        ("content_commitment", "key_encipherment", "data_encipherment", "key_agreement"), False
+    )
+    ca_cert = (
+        _certificate("sagedock test CA", ca_key, None)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
                 digital_signature=True,
                 key_cert_sign=True,
                 crl_sign=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
                 encipher_only=False,
                 decipher_only=False,
+                **key_usage,
             ),
             critical=True,
         )
@@ -141,20 +150,10 @@ def _write_tls(directory: Path) -> tuple[Path, Path, Path]:
         .sign(ca_key, hashes.SHA256())
     )
     server_key = ec.generate_private_key(ec.SECP256R1())
+    loopback = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
     server_cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-        .issuer_name(ca_name)
-        .public_key(server_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
+        _certificate("localhost", server_key, ca_cert.subject)
+        .add_extension(x509.SubjectAlternativeName(loopback), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(
