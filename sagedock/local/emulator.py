@@ -127,9 +127,9 @@ class _HookedApp:
                 payload = json.loads(body) if body else {}
             except ValueError:
                 payload = {}
-            for hook in after:
+            for after_hook in after:
                 try:
-                    hook(call, payload)
+                    after_hook(call, payload)
                 except Exception:
                     log.exception("hook after %s.%s failed", call.service, call.operation)
         start_response(captured["status"], captured["headers"])
@@ -211,7 +211,11 @@ class Emulator:
             if service not in self._clients:
                 import boto3
 
-                session = boto3.session.Session(region_name=self.region, **DUMMY_CREDENTIALS)
+                session: Any = boto3.session.Session(
+                    aws_access_key_id=DUMMY_CREDENTIALS["aws_access_key_id"],
+                    aws_secret_access_key=DUMMY_CREDENTIALS["aws_secret_access_key"],
+                    region_name=self.region,
+                )
                 self._clients[service] = session.client(service, endpoint_url=self.url)
             return self._clients[service]
 
@@ -243,7 +247,7 @@ class Emulator:
         self._install_s3_events()
         self.after("events", "PutEvents", self._on_put_events)
 
-        class QuietHandler(MotoRequestHandler):  # type: ignore[misc]
+        class QuietHandler(MotoRequestHandler):
             def log_request(self, *args: Any, **kwargs: Any) -> None:
                 """Requests are not logged: the local cloud logs what happens, not every call."""
 

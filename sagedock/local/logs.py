@@ -1,4 +1,4 @@
-"""Where output goes instead of CloudWatch Logs: program output and what Lambdas print, to files."""
+"""How local invocations log: Lambda output to the app log (one invocation at a time), job output to files."""
 
 from __future__ import annotations
 
@@ -25,17 +25,21 @@ def line_logger(path: Path) -> Callable[[str], None]:
 
 
 _inside = threading.local()
+# The app's handlers share this process's module state (log keys, cached services) the way one Lambda
+# instance does, and an instance runs one invocation at a time: so do we.
+_one_at_a_time = threading.RLock()
 
 
 @contextlib.contextmanager
 def invocation() -> Iterator[None]:
-    """Mark the current thread as running a Lambda invocation (a handler or an API request)."""
-    previous = getattr(_inside, "active", False)
-    _inside.active = True
-    try:
-        yield
-    finally:
-        _inside.active = previous
+    """Run a Lambda invocation (a handler or an API request): one at a time, its output to the app log."""
+    with _one_at_a_time:
+        previous = getattr(_inside, "active", False)
+        _inside.active = True
+        try:
+            yield
+        finally:
+            _inside.active = previous
 
 
 class InvocationOutput(io.TextIOBase):

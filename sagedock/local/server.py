@@ -29,7 +29,7 @@ class ApiServer:
         from chalice.config import Config
         from chalice.local import ChaliceRequestHandler, create_local_server
 
-        class QuietHandler(ChaliceRequestHandler):  # type: ignore[misc]
+        class QuietHandler(ChaliceRequestHandler):
             def log_message(self, *args: Any) -> None:
                 """Requests are not logged: the CLI shows what matters."""
 

@@ -8,9 +8,13 @@ answering like AWS, and emit `SageMaker Training Job State Change` at each statu
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import shutil
+import signal
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,6 +47,7 @@ class TrainExecutor:
         self._logs = logs
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="training")
         self._stopping: set[str] = set()
+        self._closing = False
         self._lock = threading.Lock()
 
     def install(self) -> None:
@@ -52,8 +57,12 @@ class TrainExecutor:
         self._emulator.before("sagemaker", "StopTrainingJob", self._stop)
 
     def close(self) -> None:
-        """Wait for the running jobs (each is bounded by its MaxRuntimeInSeconds) and drop the queued ones."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Drop the queued jobs and end the running ones: their `train` process groups are terminated."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            self._closing = True
+        terminate_child_groups()
+        self._pool.shutdown(wait=True)
 
     # -- API ------------------------------------------------------------------------------------------------
     def _unique_name(self, call: ApiCall) -> ApiReply | None:
@@ -209,7 +218,7 @@ class TrainExecutor:
     # -- state ----------------------------------------------------------------------------------------------
     def _stopped(self, name: str) -> bool:
         with self._lock:
-            stopping = name in self._stopping
+            stopping = name in self._stopping or self._closing
         if stopping:
             self._finish(name, "Stopped")
         return stopping
@@ -291,3 +300,33 @@ class TrainExecutor:
         self._emulator.bus.publish(
             events.training_job_state_change(description, region=self._emulator.region)
         )
+
+
+def terminate_child_groups(grace: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL, every process group led by a child of this process (each `train` runs in its
+    own session, so its group is its pid). Linux only; elsewhere the jobs run to their own end."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return
+    me = os.getpid()
+    children = []
+    for stat in proc.glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == me:
+                children.append(int(stat.parent.name))
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signum)
+        deadline = time.monotonic() + grace
+        while signum == signal.SIGTERM and time.monotonic() < deadline and any(_alive(p) for p in children):
+            time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"

@@ -225,3 +225,22 @@ def _builds_of(cloud: LocalCloudProcess, key: str) -> list[str]:
 def _training_jobs(cloud: LocalCloudProcess, run_id: str) -> list[str]:
     found = cloud.aws("sagemaker").list_training_jobs(NameContains=run_id, MaxResults=100)
     return [j["TrainingJobName"] for j in found["TrainingJobSummaries"]]
+
+
+def test_a_new_bundle_of_the_project_updates_the_live_endpoint(
+    local_cloud: LocalCloudProcess, demo_run: dict[str, Any]
+) -> None:
+    # Given the sample's endpoint in service, When a new version of the bundle is uploaded
+    key = local_cloud.upload("demo", zip_directory(ROOT / "container"), "second")
+    run = local_cloud.wait_run(local_cloud.run_for_key("demo", key), RUN_TIMEOUT)
+    # Then the run deploys by updating the same endpoint to its own config, which serves predictions
+    assert run["status"] == "SUCCEEDED", run.get("error")
+    assert run["endpoint_name"] == "iris"
+    assert run["endpoint_config_name"] != demo_run["endpoint_config_name"]
+    endpoint = local_cloud.aws("sagemaker").describe_endpoint(EndpointName="iris")
+    assert (endpoint["EndpointStatus"], endpoint["EndpointConfigName"]) == (
+        "InService",
+        run["endpoint_config_name"],
+    )
+    _, answer = local_cloud.api.invoke("iris", b"6.7,3.0,5.2,2.3\n", content_type="text/csv")
+    assert b"virginica" in answer
