@@ -545,12 +545,19 @@ def _read_failure(opt_ml: Path) -> str | None:
     return text[:FAILURE_REASON_LIMIT] if text.strip() else None
 
 
+# What shells and env(1) mean by these exit codes.
+_EXIT_HINTS = {
+    126: " (a program could not be executed: is it executable? `chmod +x` it, COPY keeps the mode)",
+    127: " (a program was not found: is it on the image's PATH?)",
+}
+
+
 def _describe_exit(code: int) -> str:
     if code < 0:
         with contextlib.suppress(ValueError):
             return f"was killed by {signal.Signals(-code).name}"
         return f"was killed by signal {-code}"
-    return f"exited with code {code}"
+    return f"exited with code {code}{_EXIT_HINTS.get(code, '')}"
 
 
 def run_train(
@@ -823,6 +830,7 @@ def check_container(
     build_args: Mapping[str, str] | None = None,
     log: Log | None = None,
     workdir: Path | None = None,
+    extra_env: Mapping[str, str] | None = None,
 ) -> ContractReport:
     """Build the bundle in `directory`, train it, serve the model and judge each step by SageMaker's rules.
 
@@ -851,7 +859,9 @@ def check_container(
             report.add("train", False, str(exc))
             report.skip(*CHECKS[2:], because="no training job could be laid out")
             return report
-        outcome, seconds = _timed(lambda: run_train(image, opt_ml, timeout=train_timeout, log=log))
+        outcome, seconds = _timed(
+            lambda: run_train(image, opt_ml, timeout=train_timeout, log=log, extra_env=extra_env)
+        )
         if not outcome.ok:
             report.add("train", False, outcome.failure_reason or "train failed")
             report.skip(*CHECKS[2:], because="train failed")
@@ -866,10 +876,17 @@ def check_container(
         )
 
         body = sample_request(channels, content_type) if sample_body is None else sample_body
-        _check_serving(
-            report, image, model_tar, scratch / "serve", body, content_type, ready_timeout, grace, log
-        )
+        limits = _ServeLimits(ready_timeout, grace, log, extra_env)
+        _check_serving(report, image, model_tar, scratch / "serve", body, content_type, limits)
     return report
+
+
+@dataclass(frozen=True)
+class _ServeLimits:
+    ready_timeout: float
+    grace: float
+    log: Log | None
+    extra_env: Mapping[str, str] | None
 
 
 def _check_serving(
@@ -879,12 +896,13 @@ def _check_serving(
     workdir: Path,
     body: bytes,
     content_type: str,
-    ready_timeout: float,
-    grace: float,
-    log: Log | None,
+    limits: _ServeLimits,
 ) -> None:
+    ready_timeout, grace = limits.ready_timeout, limits.grace
     try:
-        server = ServeProcess.start(image, model_tar, port=free_port(), workdir=workdir, log=log)
+        server = ServeProcess.start(
+            image, model_tar, port=free_port(), workdir=workdir, extra_env=limits.extra_env, log=limits.log
+        )
     except (ContractError, OSError) as exc:
         report.add("ping", False, f"serve could not start: {exc}")
         report.skip(*CHECKS[4:], because="serve did not start")
@@ -897,7 +915,8 @@ def _check_serving(
                 if not server.running()
                 else f"did not answer GET /ping with 200 in {ready_timeout:g} s"
             )
-            report.add("ping", False, f"serve {why}; last output: {' | '.join(server.output_tail()[-5:])}")
+            last = " | ".join(line for line in server.output_tail()[-5:] if line.strip())
+            report.add("ping", False, f"serve {why}" + (f"; last output: {last}" if last else ""))
             report.skip("ping-2s", "invocation", because="serve never became healthy")
         else:
             report.add("ping", True, f"GET /ping answered 200 after {seconds:.1f} s")
