@@ -380,7 +380,7 @@ def pack_model(opt_ml: Path, dest: Path) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     with (
         open(dest, "wb") as raw,
-        gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as zipped,
+        gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as zipped,
         tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as archive,
     ):
         for path in sorted(model_dir.rglob("*"), key=lambda p: p.relative_to(model_dir).as_posix()):
@@ -452,7 +452,7 @@ def program_argv(image: LocalImage, program: str, opt_ml: Path, env: Mapping[str
     argv = image.spec.command(program)
     if not argv:
         raise ContractError("the image has neither ENTRYPOINT nor CMD")
-    shell = len(argv) == 3 and argv[1] == "-c" and argv[0].endswith("sh")
+    shell = len(argv) >= 3 and argv[1] == "-c" and argv[0].endswith("sh")
     mapped = [_map_arg(image, opt_ml, arg) for arg in argv]
     if shell:  # shell form: map the absolute paths inside the command string too
         mapped[2] = _ABSOLUTE_IN_SHELL.sub(lambda m: _map_arg(image, opt_ml, m.group(1)), argv[2])
