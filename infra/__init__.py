@@ -1,0 +1,1 @@
+"""CloudFormation for sagedock, merged into the `chalice package` output by infra/package.py."""
