@@ -94,7 +94,7 @@ class _Query(BaseModel):
 class ListRunsQuery(_Query):
     """GET /runs query string."""
 
-    project: str | None = Field(default=None, pattern=names.PROJECT_PATTERN.pattern)
+    project: str | None = Field(default=None, pattern=f"^{names.PROJECT_REGEX}$")
     status: Status | None = None
     limit: int = Field(default=20, ge=1, le=100)
     next_token: str | None = Field(default=None, max_length=2048)
@@ -103,7 +103,7 @@ class ListRunsQuery(_Query):
 class UploadRequest(_Query):
     """POST /uploads body."""
 
-    project: str = Field(pattern=names.PROJECT_PATTERN.pattern)
+    project: str = Field(pattern=f"^{names.PROJECT_REGEX}$")
     name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,100}\.zip$")
 
 
@@ -197,7 +197,7 @@ def invoke_endpoint(name: str) -> Response:
     from chalicelib.aws import client
     from chalicelib.runtime import Endpoints
 
-    if not names.SAGEMAKER_NAME_PATTERN.match(name):
+    if not names.SAGEMAKER_NAME_PATTERN.fullmatch(name):
         raise BadRequest(f"{name!r} is not a valid endpoint name", code="BadRequest")
     request = api.current_request
     headers = {k.lower(): v for k, v in request.headers.items()}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ParamValidationError
 
 from chalicelib.errors import SagedockError, TransientError, UpstreamError
 
@@ -53,8 +53,10 @@ def error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
-def translate(exc: ClientError, doing: str) -> SagedockError:
+def translate(exc: ClientError | ParamValidationError, doing: str) -> SagedockError:
     """A domain error for a failed AWS call: TransientError to retry, UpstreamError to record."""
+    if isinstance(exc, ParamValidationError):  # refused before sending: the request itself is wrong
+        return UpstreamError(f"{doing}: {exc}", code="InvalidRequest")
     code = error_code(exc)
     message = str(exc.response.get("Error", {}).get("Message", "")) or str(exc)
     status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)

@@ -30,10 +30,11 @@ from pydantic import (
     model_validator,
 )
 
+from chalicelib import names
 from chalicelib.errors import ManifestInvalid
 
 MANIFEST_NAME: Final = "sagedock.toml"
-PROJECT_PATTERN: Final = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
+PROJECT_PATTERN: Final = names.PROJECT_PATTERN
 
 _INSTANCE_TYPE = re.compile(r"ml\.[a-z0-9][a-z0-9-]*\.[a-z0-9]+")
 _ENDPOINT_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")

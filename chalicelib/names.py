@@ -6,10 +6,13 @@ import hashlib
 import re
 
 BUNDLE_PREFIX = "bundles/"
-PROJECT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+# 1-40 lowercase letters, digits and hyphens, starting and ending with a letter or digit (an ECR repository
+# and an endpoint name both accept it). Matched with fullmatch: `$` would accept a trailing newline.
+PROJECT_REGEX = r"[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?"
+PROJECT_PATTERN = re.compile(PROJECT_REGEX)
 # SageMaker resource names: ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}
-SAGEMAKER_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
-RUN_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}-[0-9a-f]{12}$")
+SAGEMAKER_NAME_PATTERN = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
+RUN_ID_PATTERN = re.compile(PROJECT_REGEX + r"-[0-9a-f]{12}")
 
 
 def project_from_key(key: str) -> str | None:
@@ -24,7 +27,7 @@ def project_from_key(key: str) -> str | None:
 
 def is_valid_project(project: str) -> bool:
     """Whether a project name can name an ECR repository and, by default, an endpoint."""
-    return bool(PROJECT_PATTERN.match(project))
+    return bool(PROJECT_PATTERN.fullmatch(project))
 
 
 def run_id_for(project: str, bucket: str, key: str, version: str) -> str:
@@ -39,7 +42,7 @@ def run_id_for(project: str, bucket: str, key: str, version: str) -> str:
 
 def is_run_id(value: str) -> bool:
     """Whether a string has the shape of a run id (cheap check before a table lookup)."""
-    return bool(RUN_ID_PATTERN.match(value))
+    return bool(RUN_ID_PATTERN.fullmatch(value))
 
 
 def training_job_name(run_id: str, attempt: int) -> str:

@@ -103,6 +103,16 @@ def decode_token(token: str) -> dict[str, Any]:
     return result
 
 
+def _check_start_key(key: dict[str, Any], project: str | None) -> None:
+    """A token must be a position in the very index (and project) being listed."""
+    if project:
+        valid = set(key) == {"run_id", "created_at", "project"} and key["project"]["S"] == project
+    else:
+        valid = set(key) == {"run_id", "created_at", "kind"} and key["kind"]["S"] == RUN_KIND
+    if not valid:
+        raise BadRequest("next_token does not belong to this query", code="InvalidToken")
+
+
 class RunStore:
     """Runs in DynamoDB; every write is conditional, so concurrent and replayed events cannot clobber."""
 
@@ -196,6 +206,8 @@ class RunStore:
             query["ExpressionAttributeNames"] = {"#status": "status"}
             query["ExpressionAttributeValues"][":s"] = {"S": status.value}
         start = decode_token(next_token) if next_token else None
+        if start is not None:
+            _check_start_key(start, project)
         runs: list[Run] = []
         for _ in range(MAX_LIST_QUERIES):
             # Limit counts items examined, so asking only for what is missing never skips past the page.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ParamValidationError
 
 from chalicelib.aws import error_code, translate
 from chalicelib.errors import Conflict, UpstreamError
@@ -36,8 +36,8 @@ class SageMaker:
         """Start the job; False when a job of that name exists already (a replay)."""
         try:
             self._client.create_training_job(**request)
-        except ClientError as exc:
-            if error_code(exc) == "ResourceInUse":
+        except (ClientError, ParamValidationError) as exc:
+            if isinstance(exc, ClientError) and error_code(exc) == "ResourceInUse":
                 return False
             raise translate(exc, f"creating training job {request['TrainingJobName']}") from exc
         return True
@@ -60,6 +60,8 @@ class SageMaker:
         name = request["ModelName"]
         try:
             self._client.create_model(**request)
+        except ParamValidationError as exc:
+            raise translate(exc, f"creating model {name}") from exc
         except ClientError as exc:
             if not self._exists(self._client.describe_model, ModelName=name):
                 raise translate(exc, f"creating model {name}") from exc
@@ -69,6 +71,8 @@ class SageMaker:
         name = request["EndpointConfigName"]
         try:
             self._client.create_endpoint_config(**request)
+        except ParamValidationError as exc:
+            raise translate(exc, f"creating endpoint config {name}") from exc
         except ClientError as exc:
             if not self._exists(self._client.describe_endpoint_config, EndpointConfigName=name):
                 raise translate(exc, f"creating endpoint config {name}") from exc

@@ -49,19 +49,6 @@ def training_job_request(run: Run, settings: Settings, *, job_name: str, image_u
         "TrainingJobName": job_name,
         "AlgorithmSpecification": algorithm,
         "RoleArn": settings.sagemaker_role_arn,
-        "InputDataConfig": [
-            {
-                "ChannelName": name,
-                "DataSource": {
-                    "S3DataSource": {
-                        "S3DataType": "S3Prefix",
-                        "S3Uri": channel_uri(settings, location),
-                        "S3DataDistributionType": "FullyReplicated",
-                    }
-                },
-            }
-            for name, location in sorted(train.get("channels", {}).items())
-        ],
         "OutputDataConfig": {"S3OutputPath": output_path(settings, run)},
         "ResourceConfig": {
             "InstanceType": train.get("instance_type", "ml.m5.large"),
@@ -72,6 +59,21 @@ def training_job_request(run: Run, settings: Settings, *, job_name: str, image_u
         "HyperParameters": hyperparameter_strings(train.get("hyperparameters", {})),
         "Tags": _tags(run),
     }
+    channels = [
+        {
+            "ChannelName": name,
+            "DataSource": {
+                "S3DataSource": {
+                    "S3DataType": "S3Prefix",
+                    "S3Uri": channel_uri(settings, location),
+                    "S3DataDistributionType": "FullyReplicated",
+                }
+            },
+        }
+        for name, location in sorted(train.get("channels", {}).items())
+    ]
+    if channels:  # `channels = {}` in the manifest: a job with no input data (SageMaker wants no empty list)
+        request["InputDataConfig"] = channels
     if settings.private_mode:
         algorithm["TrainingImageConfig"] = {
             "TrainingRepositoryAccessMode": "Vpc",

@@ -106,7 +106,13 @@ def fail(run: Run, *, stage: Stage, code: str, message: str, now: str) -> Run:
         raise StaleEvent(f"fail at {stage}: run {run.run_id} is already {run.status}")
     if run.status.rank > STATUS_OF_STAGE[stage].rank:
         raise StaleEvent(f"fail at {stage}: run {run.run_id} has moved on to {run.status}")
-    stages = _close_current(run.stages, FAILED, now)
+    if STATUS_OF_STAGE[stage].rank > run.status.rank:
+        # The failing stage had not opened yet (e.g. CreateModel refused right after training): the current
+        # stage did its part, and the failed one gets its own entry.
+        failed = StageEntry(stage=stage, status=FAILED, started_at=now, ended_at=now)
+        stages = (*_close_current(run.stages, SUCCEEDED, now), failed)
+    else:
+        stages = _close_current(run.stages, FAILED, now)
     return run.model_copy(
         update={
             "status": Status.FAILED,
@@ -127,10 +133,10 @@ def retry_stage(run: Run) -> Stage:
             f"run {run.run_id} failed validation ({run.error.code}); a bundle does not change: "
             "fix it and upload it again"
         )
-    if stage == Stage.TRAIN and (run.image is None or not run.image.digest):
-        stage = Stage.BUILD
     if stage == Stage.DEPLOY and not run.model_artifact:
         stage = Stage.TRAIN
+    if stage == Stage.TRAIN and (run.image is None or not run.image.digest):
+        stage = Stage.BUILD
     return stage
 
 

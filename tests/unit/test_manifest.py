@@ -367,14 +367,11 @@ def test_an_endpoint_name_must_match_sagemakers_pattern(name: str) -> None:
     assert "use 1-63 letters, digits and hyphens" in message
 
 
-def test_a_project_name_that_is_no_endpoint_name_asks_for_one() -> None:
-    # Given a project whose name ends in a hyphen (allowed for projects, not for endpoints)
-    with pytest.raises(ManifestInvalid) as caught:
+def test_a_project_name_ending_in_a_hyphen_is_refused() -> None:
+    # Given a project whose name ends in a hyphen (neither an ECR repository nor an endpoint accepts it)
+    # Then parsing for it is a caller error: the upload handler rejects such a project before this
+    with pytest.raises(ValueError, match="not a sagedock project name"):
         parse_manifest(None, project="iris-")
-
-    # Then the message says the endpoint name defaults to the project (so set one)
-    assert "deploy.endpoint_name: 'iris-'" in caught.value.message
-    assert "defaults to the project name" in caught.value.message
 
 
 @pytest.mark.parametrize(("value", "ok"), [(59, False), (60, True), (3600, True), (3601, False)])

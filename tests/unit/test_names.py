@@ -203,11 +203,6 @@ def test_invalid_projects(project: str) -> None:
     assert not names.is_valid_project(project)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="names.py matches with re.match and a '$' anchor, which also matches before a trailing newline: "
-    "'iris\\n' passes is_valid_project, and parse_manifest (fullmatch) then raises a bare ValueError",
-)
 def test_a_trailing_newline_is_not_a_valid_project_or_run_id() -> None:
     # Given an S3 key whose project segment ends with a newline (S3 keys may hold any UTF-8)
     project = names.project_from_key("bundles/iris\n/v1.zip")
@@ -219,11 +214,6 @@ def test_a_trailing_newline_is_not_a_valid_project_or_run_id() -> None:
     assert not names.is_run_id(names.run_id_for("iris", BUCKET, KEY, VERSION) + "\n")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="PROJECT_PATTERN accepts a trailing hyphen ('iris-'), which ECR repository names and "
-    "SageMaker endpoint names reject; the pattern should end with [a-z0-9]",
-)
 @pytest.mark.parametrize("project", ["iris-", "a-"])
 def test_every_valid_project_names_a_valid_repository_and_endpoint(project: str) -> None:
     # Given a project the pipeline accepts

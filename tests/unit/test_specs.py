@@ -202,12 +202,6 @@ def test_defaults_when_stored_manifest_sections_are_missing(raw: dict[str, Any])
     assert request["HyperParameters"] == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="`channels = {}` (documented in manifest.py as a job with no input data) yields "
-    "InputDataConfig=[], which CreateTrainingJob rejects (min 1 item; botocore raises ParamValidationError, "
-    "not a ClientError, so the handler crashes); the key must be omitted when there are no channels",
-)
 def test_a_job_without_channels_is_a_valid_request() -> None:
     # Given a manifest that asks for a training job with no input data
     request = training(run("[train]\nchannels = {}\n"))

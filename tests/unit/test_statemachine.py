@@ -197,12 +197,6 @@ def test_fail_on_a_terminal_run_is_stale(state: str, stage: Stage) -> None:
         sm.fail(run, stage=stage, code="Late", message="late", now=T5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fail() at a later stage than the run's status marks the *current* stage FAILED (e.g. "
-    "'train FAILED' when CreateModel is refused after training completed); it should close the current "
-    "stage SUCCEEDED and add the failed stage as FAILED",
-)
 @pytest.mark.parametrize(
     ("make", "stage", "passed"),
     [
@@ -343,11 +337,6 @@ def test_retry_of_deploy_without_a_model_artifact_retrains() -> None:
     assert sm.retry(run, now=T5).status == Status.TRAINING
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="retry_stage checks 'train without digest' before 'deploy without artifact', so a deploy "
-    "failure with neither falls back to train only, and the retry would train with no image",
-)
 def test_retry_falls_back_as_far_as_the_missing_inputs_demand() -> None:
     # Given a run that failed at deploy while it had neither an artifact nor an image digest
     run = sm.fail(building(), stage=Stage.DEPLOY, code="X", message="x", now=T4)
