@@ -230,16 +230,20 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def training_job_state_change(description: Mapping[str, Any], *, region: str = REGION) -> Event:
-    """`SageMaker Training Job State Change`: the detail mirrors DescribeTrainingJob."""
-    detail = _sagemaker_detail(description)
+def _sagemaker_event(detail_type: str, arn_key: str, detail: dict[str, Any], region: str) -> Event:
     return envelope(
         source="aws.sagemaker",
-        detail_type="SageMaker Training Job State Change",
-        resources=[str(detail.get("TrainingJobArn", ""))],
+        detail_type=detail_type,
+        resources=[str(detail.get(arn_key, ""))],
         region=region,
         detail=detail,
     )
+
+
+def training_job_state_change(description: Mapping[str, Any], *, region: str = REGION) -> Event:
+    """`SageMaker Training Job State Change`: the detail mirrors DescribeTrainingJob."""
+    detail = _sagemaker_detail(description)
+    return _sagemaker_event("SageMaker Training Job State Change", "TrainingJobArn", detail, region)
 
 
 def endpoint_status_for_event(status: str) -> str:
@@ -258,10 +262,4 @@ def endpoint_state_change(description: Mapping[str, Any], *, region: str = REGIO
     detail.pop("FailureReason", None)
     if "EndpointStatus" in detail:
         detail["EndpointStatus"] = endpoint_status_for_event(str(detail["EndpointStatus"]))
-    return envelope(
-        source="aws.sagemaker",
-        detail_type="SageMaker Endpoint State Change",
-        resources=[str(detail.get("EndpointArn", ""))],
-        region=region,
-        detail=detail,
-    )
+    return _sagemaker_event("SageMaker Endpoint State Change", "EndpointArn", detail, region)

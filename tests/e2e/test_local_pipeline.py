@@ -98,13 +98,10 @@ def test_runs_and_status_show_the_run(local_cloud: LocalCloudProcess, demo_run: 
 def test_a_bundle_without_a_dockerfile_fails_validation_before_any_build(
     local_cloud: LocalCloudProcess, scenarios: dict[str, Any]
 ) -> None:
-    key = scenarios["keys"]["no-dockerfile"]
-    run = local_cloud.wait_run(local_cloud.run_for_key("no-dockerfile", key), RUN_TIMEOUT)
-    assert run["status"] == "FAILED"
-    assert run["error"]["stage"] == "validate"
+    run = _failed_run(local_cloud, scenarios, "no-dockerfile", stage="validate")
     assert "Dockerfile" in run["error"]["message"]
     assert not run.get("build_id")
-    assert _builds_of(local_cloud, key) == []
+    assert _builds_of(local_cloud, scenarios["keys"]["no-dockerfile"]) == []
 
 
 def test_the_cli_refuses_a_directory_without_a_dockerfile_before_uploading(
@@ -123,10 +120,7 @@ def test_the_cli_refuses_a_directory_without_a_dockerfile_before_uploading(
 def test_a_failing_train_fails_the_run_with_the_trains_own_message(
     local_cloud: LocalCloudProcess, scenarios: dict[str, Any]
 ) -> None:
-    key = scenarios["keys"]["failing-train"]
-    run = local_cloud.wait_run(local_cloud.run_for_key("failing-train", key), RUN_TIMEOUT)
-    assert run["status"] == "FAILED"
-    assert run["error"]["stage"] == "train"
+    run = _failed_run(local_cloud, scenarios, "failing-train", stage="train")
     assert "the label column is missing from train/iris.csv" in run["error"]["message"]
     assert "Traceback" not in run["error"]["message"]
     job = local_cloud.aws("sagemaker").describe_training_job(TrainingJobName=run["training_job_name"])
@@ -137,10 +131,7 @@ def test_a_failing_train_fails_the_run_with_the_trains_own_message(
 def test_a_serve_that_never_answers_ping_fails_the_deploy(
     local_cloud: LocalCloudProcess, scenarios: dict[str, Any]
 ) -> None:
-    key = scenarios["keys"]["never-healthy"]
-    run = local_cloud.wait_run(local_cloud.run_for_key("never-healthy", key), RUN_TIMEOUT)
-    assert run["status"] == "FAILED", run
-    assert run["error"]["stage"] == "deploy"
+    run = _failed_run(local_cloud, scenarios, "never-healthy", stage="deploy")
     endpoint = local_cloud.aws("sagemaker").describe_endpoint(EndpointName="never-healthy")
     assert endpoint["EndpointStatus"] == "Failed"
     assert "did not pass the ping health check" in endpoint["FailureReason"]
@@ -203,6 +194,15 @@ def test_a_replayed_ecr_push_starts_no_second_training_job(
     assert handled
     assert _training_jobs(local_cloud, demo_run["run_id"]) == jobs_before
     assert local_cloud.api.get_run(demo_run["run_id"])["status"] == "SUCCEEDED"
+
+
+def _failed_run(
+    cloud: LocalCloudProcess, scenarios: dict[str, Any], project: str, *, stage: str
+) -> dict[str, Any]:
+    """The run of a scenario's upload, once ended: FAILED at `stage`."""
+    run = cloud.wait_run(cloud.run_for_key(project, scenarios["keys"][project]), RUN_TIMEOUT)
+    assert (run["status"], run["error"]["stage"]) == ("FAILED", stage), run
+    return run
 
 
 def _put_events(
