@@ -1,4 +1,4 @@
-"""ECR adapter: one repository per project, scanned on push, with immutable tags."""
+"""ECR adapter: one repository per project, scanned on push, run tags immutable (the cache tag excepted)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import ClientError
 
 from chalicelib.aws import error_code, translate
+
+# The buildspec pushes this tag as its layer cache on every build; every other tag (the run ids) is immutable.
+CACHE_TAG = "latest"
 
 if TYPE_CHECKING:
     from mypy_boto3_ecr import ECRClient
@@ -23,7 +26,8 @@ class Ecr:
         try:
             response = self._client.create_repository(
                 repositoryName=name,
-                imageTagMutability="IMMUTABLE",
+                imageTagMutability="IMMUTABLE_WITH_EXCLUSION",
+                imageTagMutabilityExclusionFilters=[{"filterType": "WILDCARD", "filter": CACHE_TAG}],
                 imageScanningConfiguration={"scanOnPush": True},
                 tags=[{"Key": "sagedock:project", "Value": project}],
             )

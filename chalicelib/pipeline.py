@@ -8,11 +8,13 @@ a person can act on; only transient AWS errors are raised, so that Lambda retrie
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
 from chalicelib import names, specs
 from chalicelib import statemachine as sm
+from chalicelib.ecr import CACHE_TAG
 from chalicelib.errors import BundleRejected, Conflict, NotFound, StaleEvent, UpstreamError
 from chalicelib.events import (
     BuildStateChange,
@@ -145,7 +147,9 @@ def _build_environment(svc: Services, run: Run, repository_uri: str) -> tuple[di
         "REGISTRY": registry,
         "IMAGE_TAG": run.run_id,
         "DOCKERFILE": str(build.get("dockerfile", "Dockerfile")),
-        "BUILD_ARGS": " ".join(f"{k}={v}" for k, v in sorted(build.get("build_args", {}).items())),
+        "BUILD_ARGS": json.dumps(build.get("build_args", {}), sort_keys=True),
+        # A private registry may refuse to overwrite a tag: cache only where the tag is known mutable.
+        "CACHE_TAG": "" if svc.settings.private_mode else CACHE_TAG,
     }
     secrets: dict[str, str] = {}
     if svc.settings.private_mode:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
@@ -68,7 +69,10 @@ class TestHappyPath:
         assert builds[0]["sourceLocationOverride"] == f"sagedock-source/{KEY}"
         assert builds[0]["sourceVersion"] == run["source"]["version_id"]
         repo = cloud.ecr.describe_repositories(repositoryNames=["sagedock/iris"])["repositories"][0]
-        assert repo["imageTagMutability"] == "IMMUTABLE"
+        assert repo["imageTagMutability"] == "IMMUTABLE_WITH_EXCLUSION"
+        assert repo["imageTagMutabilityExclusionFilters"] == [{"filterType": "WILDCARD", "filter": "latest"}]
+        assert env["CACHE_TAG"] == "latest"
+        assert json.loads(env["BUILD_ARGS"]) == {}
         assert repo["imageScanningConfiguration"]["scanOnPush"] is True
 
         # When the image is pushed
