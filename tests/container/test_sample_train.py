@@ -111,3 +111,21 @@ def test_all_csv_files_of_the_channel_are_read(sample_image: LocalImage, tmp_pat
     # Then every row of both files is used
     assert outcome.ok, outcome.failure_reason
     assert any("150 rows from 2 file(s)" in line for line in logged)
+
+
+def test_the_shipped_manifest_is_valid_and_its_hyperparameters_train(
+    sample_image: LocalImage, tmp_path: Path
+) -> None:
+    # Given the sample's sagedock.toml, validated as the pipeline validates it
+    from chalicelib.manifest import as_string, parse_manifest
+
+    from sagedock.contract import manifest_hyperparameters
+
+    manifest = parse_manifest((IRIS.parents[1] / "sagedock.toml").read_text(), project="iris")
+    hyperparameters = manifest_hyperparameters(IRIS.parents[1])
+
+    # Then the check sends them as the pipeline does, and the sample trains with them
+    assert hyperparameters == {k: as_string(v) for k, v in manifest.train.hyperparameters.items()}
+    assert manifest.train.channels == {"train": "iris/train/"}
+    _, outcome = train(sample_image, tmp_path, hyperparameters, {"train": IRIS.parent})
+    assert outcome.ok, outcome.failure_reason
