@@ -326,22 +326,41 @@ def _join_image_path(base: str, path: str) -> str:
 
 @dataclass
 class _StageState:
+    """A stage while it is parsed; a stage from an outside image starts from Docker's defaults."""
+
     index: int
     name: str | None
     base: str
-    base_stage: int | None
-    env: dict[str, str]
-    workdir: str
-    entrypoint: list[str]
-    cmd: list[str]
-    labels: dict[str, str]
-    shell: list[str]
-    user: str | None
-    stop_signal: str | None
+    base_stage: int | None = None
+    env: dict[str, str] = field(default_factory=lambda: {"PATH": DEFAULT_PATH})
+    workdir: str = "/"
+    entrypoint: list[str] = field(default_factory=list)
+    cmd: list[str] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)
+    shell: list[str] = field(default_factory=lambda: list(DEFAULT_SHELL))
+    user: str | None = None
+    stop_signal: str | None = None
     args: dict[str, str] = field(default_factory=dict)
     copies: list[CopyStep] = field(default_factory=list)
     run_steps: int = 0
     cmd_set: bool = False
+
+    def child(self, index: int, name: str | None, base: str) -> _StageState:
+        """A stage built `FROM` this one: it inherits the settings, not the ARGs or the CMD flag."""
+        return _StageState(
+            index=index,
+            name=name,
+            base=base,
+            base_stage=self.index,
+            env=dict(self.env),
+            workdir=self.workdir,
+            entrypoint=list(self.entrypoint),
+            cmd=list(self.cmd),
+            labels=dict(self.labels),
+            shell=list(self.shell),
+            user=self.user,
+            stop_signal=self.stop_signal,
+        )
 
     def variables(self) -> dict[str, str]:
         """What `$NAME` sees: the stage's ARGs, overridden by its ENV."""
@@ -435,37 +454,10 @@ class _Parser:
             raise DockerfileError(ins.line, f"duplicate stage name {name!r}")
         parent_index = self.find_stage(image)
         index = len(self.stages)
-        if parent_index is not None:
-            parent = self.stages[parent_index]
-            state = _StageState(
-                index=index,
-                name=name,
-                base=image,
-                base_stage=parent_index,
-                env=dict(parent.env),
-                workdir=parent.workdir,
-                entrypoint=list(parent.entrypoint),
-                cmd=list(parent.cmd),
-                labels=dict(parent.labels),
-                shell=list(parent.shell),
-                user=parent.user,
-                stop_signal=parent.stop_signal,
-            )
+        if parent_index is None:
+            state = _StageState(index=index, name=name, base=image)
         else:
-            state = _StageState(
-                index=index,
-                name=name,
-                base=image,
-                base_stage=None,
-                env={"PATH": DEFAULT_PATH},
-                workdir="/",
-                entrypoint=[],
-                cmd=[],
-                labels={},
-                shell=list(DEFAULT_SHELL),
-                user=None,
-                stop_signal=None,
-            )
+            state = self.stages[parent_index].child(index, name, image)
         self.stages.append(state)
 
     def find_stage(self, reference: str) -> int | None:

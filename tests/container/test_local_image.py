@@ -13,6 +13,7 @@ import pytest
 
 from sagedock.contract import (
     ContractError,
+    LocalImage,
     build_local_image,
     layout_opt_ml,
     load_local_image,
@@ -149,10 +150,18 @@ def test_the_model_is_packed_reproducibly_and_unpacked_read_only(tmp_path: Path)
     assert not stat.S_IMODE(target.stat().st_mode) & 0o222
 
 
+def image_and_job(tmp_path: Path, files: dict[str, str]) -> tuple[LocalImage, Path]:
+    """An image built from `files` and an empty training job's /opt/ml tree."""
+    image = build_local_image(write(tmp_path / "ctx", files), tmp_path / "image")
+    opt_ml = tmp_path / "opt_ml"
+    layout_opt_ml(opt_ml, hyperparameters={}, channels={})
+    return image, opt_ml
+
+
 def test_image_paths_in_argv_are_mapped_below_the_root(tmp_path: Path) -> None:
     # Given an exec-form ENTRYPOINT naming an image-absolute script and an /opt/ml path
-    context = write(
-        tmp_path / "ctx",
+    image, opt_ml = image_and_job(
+        tmp_path,
         {
             "Dockerfile": """
                 FROM python:3.11-slim
@@ -169,9 +178,6 @@ def test_image_paths_in_argv_are_mapped_below_the_root(tmp_path: Path) -> None:
                 """,
         },
     )
-    image = build_local_image(context, tmp_path / "image")
-    opt_ml = tmp_path / "opt_ml"
-    layout_opt_ml(opt_ml, hyperparameters={}, channels={})
 
     # When `train` runs
     outcome = run_train(image, opt_ml, timeout=60)
@@ -182,16 +188,13 @@ def test_image_paths_in_argv_are_mapped_below_the_root(tmp_path: Path) -> None:
 
 
 def test_shell_form_entrypoints_get_their_paths_mapped_too(tmp_path: Path) -> None:
-    context = write(
-        tmp_path / "ctx",
+    image, opt_ml = image_and_job(
+        tmp_path,
         {
             "Dockerfile": 'FROM scratch\nCOPY run.sh /opt/run.sh\nENTRYPOINT sh /opt/run.sh "$0"\n',
             "run.sh": 'mkdir -p "$SAGEDOCK_OPT_ML/model" && echo "$1" > "$SAGEDOCK_OPT_ML/model/which"\n',
         },
     )
-    image = build_local_image(context, tmp_path / "image")
-    opt_ml = tmp_path / "opt_ml"
-    layout_opt_ml(opt_ml, hyperparameters={}, channels={})
 
     outcome = run_train(image, opt_ml, timeout=60)
 
@@ -200,10 +203,7 @@ def test_shell_form_entrypoints_get_their_paths_mapped_too(tmp_path: Path) -> No
 
 
 def test_a_program_missing_from_path_is_explained(tmp_path: Path) -> None:
-    context = write(tmp_path / "ctx", {"Dockerfile": 'FROM scratch\nCMD ["serve"]\n'})
-    image = build_local_image(context, tmp_path / "image")
-    opt_ml = tmp_path / "opt_ml"
-    layout_opt_ml(opt_ml, hyperparameters={}, channels={})
+    image, opt_ml = image_and_job(tmp_path, {"Dockerfile": 'FROM scratch\nCMD ["serve"]\n'})
 
     outcome = run_train(image, opt_ml, timeout=60)
 
@@ -213,16 +213,13 @@ def test_a_program_missing_from_path_is_explained(tmp_path: Path) -> None:
 
 
 def test_a_train_that_hangs_is_stopped_at_the_timeout(tmp_path: Path) -> None:
-    context = write(
-        tmp_path / "ctx",
+    image, opt_ml = image_and_job(
+        tmp_path,
         {
             "Dockerfile": "FROM scratch\nCOPY train /usr/local/bin/train\n",
             "train": "#!/bin/sh\nsleep 60 &\nsleep 60\n",
         },
     )
-    image = build_local_image(context, tmp_path / "image")
-    opt_ml = tmp_path / "opt_ml"
-    layout_opt_ml(opt_ml, hyperparameters={}, channels={})
 
     outcome = run_train(image, opt_ml, timeout=1)
 

@@ -10,6 +10,7 @@ import socket
 import tarfile
 import time
 from pathlib import Path
+from typing import Any
 
 import joblib
 import numpy as np
@@ -30,13 +31,17 @@ def test_one_csv_row_gets_one_label(served: ServeProcess) -> None:
     assert (status, content_type, body) == (200, "text/csv", b"setosa\n")
 
 
-def test_every_answer_matches_sklearn_predict(
-    served: ServeProcess, sample_model: Path, tmp_path: Path
-) -> None:
-    # Given the iris rows plus random rows around the tree's thresholds
+@pytest.fixture(scope="module")
+def estimator(sample_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The served model, loaded here to compare with sklearn's own predict."""
+    target = tmp_path_factory.mktemp("estimator")
     with tarfile.open(sample_model) as archive:
-        archive.extractall(tmp_path, filter="data")
-    estimator = joblib.load(tmp_path / "model.joblib")
+        archive.extractall(target, filter="data")
+    return joblib.load(target / "model.joblib")
+
+
+def test_every_answer_matches_sklearn_predict(served: ServeProcess, estimator: Any) -> None:
+    # Given the iris rows plus random rows around the tree's thresholds
     random_rows = np.random.default_rng(7).uniform(0, 8, size=(2000, 4)).round(3)
     rows = [[float(v) for v in line.split(",")] for line in FEATURES] + random_rows.tolist()
     body = "\n".join(",".join(repr(v) for v in row) for row in rows).encode()
@@ -113,13 +118,8 @@ def test_malformed_rows_get_400_saying_what_is_wrong(
     assert message in answer
 
 
-def test_missing_values_get_sklearn_s_own_answer(
-    served: ServeProcess, sample_model: Path, tmp_path: Path
-) -> None:
+def test_missing_values_get_sklearn_s_own_answer(served: ServeProcess, estimator: Any) -> None:
     # Given rows with missing values (null in JSON), which the shortcut leaves to sklearn
-    with tarfile.open(sample_model) as archive:
-        archive.extractall(tmp_path, filter="data")
-    estimator = joblib.load(tmp_path / "model.joblib")
     rows = [[5.1, None, 1.4, 0.2], [None, None, 5.2, 2.3], [6.0, 2.9, None, None]]
 
     # When they are posted
