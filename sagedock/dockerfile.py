@@ -7,6 +7,7 @@ are counted but not run: in process mode their effects come from the local envir
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -346,21 +347,11 @@ class _StageState:
     cmd_set: bool = False
 
     def child(self, index: int, name: str | None, base: str) -> _StageState:
-        """A stage built `FROM` this one: it inherits the settings, not the ARGs or the CMD flag."""
-        return _StageState(
-            index=index,
-            name=name,
-            base=base,
-            base_stage=self.index,
-            env=dict(self.env),
-            workdir=self.workdir,
-            entrypoint=list(self.entrypoint),
-            cmd=list(self.cmd),
-            labels=dict(self.labels),
-            shell=list(self.shell),
-            user=self.user,
-            stop_signal=self.stop_signal,
-        )
+        """A stage built `FROM` this one: it inherits the settings, not the ARGs, steps or the CMD flag."""
+        stage = copy.deepcopy(self)
+        stage.index, stage.name, stage.base, stage.base_stage = index, name, base, self.index
+        stage.args, stage.copies, stage.run_steps, stage.cmd_set = {}, [], 0, False
+        return stage
 
     def variables(self) -> dict[str, str]:
         """What `$NAME` sees: the stage's ARGs, overridden by its ENV."""
