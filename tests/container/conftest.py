@@ -5,10 +5,11 @@ from __future__ import annotations
 import shutil
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sample_bundle import IRIS, SAMPLE, BundleFactory
 
 from sagedock.contract import (
     LocalImage,
@@ -19,10 +20,6 @@ from sagedock.contract import (
     pack_model,
     run_train,
 )
-
-SAMPLE = Path(__file__).resolve().parents[2] / "container"
-IRIS = SAMPLE / "data" / "iris.csv"
-
 
 # Sessions (the leader's pid) of servers that fixtures keep running across tests.
 SHARED_SESSIONS: set[int] = set()
@@ -103,9 +100,6 @@ def served(
     finally:
         server.stop(grace=10)
         SHARED_SESSIONS.discard(server.pid)
-
-
-BundleFactory = Callable[..., Path]
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from conftest import IRIS, SAMPLE, BundleFactory
+from sample_bundle import IRIS, SAMPLE, BundleFactory
 
 from sagedock.cli import main
 from sagedock.contract import Check, ContractReport, check_container

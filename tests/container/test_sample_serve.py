@@ -15,7 +15,7 @@ from typing import Any
 import joblib
 import numpy as np
 import pytest
-from conftest import IRIS
+from sample_bundle import IRIS
 
 from sagedock.contract import LocalImage, ServeProcess, free_port
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import IRIS
+from sample_bundle import IRIS
 
 from sagedock.contract import LocalImage, layout_opt_ml, run_train
 
