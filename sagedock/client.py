@@ -11,6 +11,7 @@ import os
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,6 +140,11 @@ class ApiClient:
             if not token:
                 return
 
+    def create_upload(self, project: str, name: str) -> dict[str, Any]:
+        """A presigned POST for a bundle (for callers with no S3 rights of their own)."""
+        body = json.dumps({"project": project, "name": name}).encode()
+        return self._json("POST", "/uploads", body=body)
+
     def retry(self, run_id: str) -> dict[str, Any]:
         return self._json("POST", f"/runs/{urllib.parse.quote(run_id, safe='')}/retry", body=b"{}")
 
@@ -209,6 +215,38 @@ class ApiClient:
         request = AWSRequest(method=method, url=url, data=body or b"", headers=headers)
         SigV4Auth(credentials, "execute-api", self._target.region).add_auth(request)
         return dict(request.headers.items())
+
+
+def post_form(
+    url: str, fields: Mapping[str, str], file_name: str, data: bytes, timeout: float = 300
+) -> dict[str, str]:
+    """A browser-style multipart upload (an S3 presigned POST); returns the response headers."""
+    boundary = uuid.uuid4().hex
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+        for name, value in fields.items()
+    ]
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{file_name}"\r\n'
+        "Content-Type: application/zip\r\n\r\n".encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    if not url.startswith(("http://", "https://")):
+        raise ApiError(0, "BadUrl", f"the upload URL must be http(s): {url!r}")
+    request = urllib.request.Request(  # noqa: S310 (http(s) checked above)
+        url,
+        data=b"".join(parts),
+        method="POST",
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (http(s) checked above)
+            return {k.lower(): v for k, v in response.headers.items()}
+    except urllib.error.HTTPError as exc:
+        raise ApiError(exc.code, "UploadFailed", exc.read().decode("utf-8", "replace")[:500]) from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise ApiError(0, "Unreachable", f"cannot upload to {url}: {exc}") from exc
 
 
 def _api_error(status: int, data: bytes) -> ApiError:

@@ -15,7 +15,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sagedock.client import ApiClient, ApiError, NoTarget, Target, add_target_arguments, target_from_args
+from sagedock.client import (
+    ApiClient,
+    ApiError,
+    NoTarget,
+    Target,
+    add_target_arguments,
+    post_form,
+    target_from_args,
+)
 from sagedock.commands.status import error_text
 
 PROJECT_HELP = "names the ECR repository and, by default, the endpoint: [a-z0-9][a-z0-9-]{0,39}"
@@ -146,20 +154,49 @@ def submit(path: Path, project: str, target: Target, *, say: Callable[[str], Any
 
     if not names.is_valid_project(project):
         raise SubmitError(f"invalid project {project!r}: {PROJECT_HELP}")
-    if not target.source_bucket:
-        raise SubmitError("no source bucket: pass --source-bucket or set SAGEDOCK_SOURCE_BUCKET")
     data = bundle_bytes(path)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    key = f"bundles/{project}/{stamp}-{hashlib.sha256(data).hexdigest()[:8]}.zip"
-    answer = _s3(target).put_object(
-        Bucket=target.source_bucket, Key=key, Body=data, ContentType="application/zip"
-    )
-    etag = str(answer.get("ETag", "")).strip('"')
-    version_id = answer.get("VersionId")
-    run_id = names.run_id_for(project, target.source_bucket, key, version_id or etag)
-    say(f"uploaded s3://{target.source_bucket}/{key} ({len(data)} bytes)")
+    name = f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{hashlib.sha256(data).hexdigest()[:8]}.zip"
+    if target.source_bucket:
+        bucket, key = target.source_bucket, f"bundles/{project}/{name}"
+        answer = _s3(target).put_object(Bucket=bucket, Key=key, Body=data, ContentType="application/zip")
+        etag, version_id = str(answer.get("ETag", "")).strip('"'), answer.get("VersionId")
+    else:
+        bucket, key, etag, version_id = _presigned_upload(target, project, name, data)
+    say(f"uploaded s3://{bucket}/{key} ({len(data)} bytes)")
+    if version_id or etag:
+        run_id = names.run_id_for(project, bucket, key, version_id or etag)
+    else:  # the upload's answer did not identify the object version: ask the API which run it started
+        run_id = _run_of(ApiClient(target), project, key)
     say(f"run {run_id}")
-    return Submission(target.source_bucket, key, version_id, etag, run_id)
+    return Submission(bucket, key, version_id, etag, run_id)
+
+
+def _presigned_upload(
+    target: Target, project: str, name: str, data: bytes
+) -> tuple[str, str, str, str | None]:
+    """Upload through the API's POST /uploads (no S3 rights needed): (bucket, key, etag, version id)."""
+    try:
+        upload = ApiClient(target).create_upload(project, name)
+        headers = post_form(upload["url"], upload["fields"], name, data)
+    except ApiError as exc:
+        raise SubmitError(f"the upload through the API failed: {exc}") from exc
+    return (
+        upload["bucket"],
+        upload["key"],
+        headers.get("etag", "").strip('"'),
+        headers.get("x-amz-version-id"),
+    )
+
+
+def _run_of(client: ApiClient, project: str, key: str, timeout: float = 60) -> str:
+    """The run the API lists for a bundle object, once the pipeline has recorded it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for record in client.iter_runs(project=project):
+            if (record.get("source") or {}).get("key") == key:
+                return str(record["run_id"])
+        time.sleep(POLL_SECONDS)
+    raise SubmitError(f"no run was recorded for {key} within {timeout:.0f}s")
 
 
 def _s3(target: Target) -> Any:

@@ -25,7 +25,17 @@ from sagedock.local.provision import Resources, provision
 
 log = logging.getLogger("local_cloud")
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
+
+def _project_dir() -> Path:
+    """The checkout with app.py: $SAGEDOCK_PROJECT_DIR, else the package's own checkout, else the cwd."""
+    configured = os.environ.get("SAGEDOCK_PROJECT_DIR")
+    if configured:
+        return Path(configured).resolve()
+    checkout = Path(__file__).resolve().parents[2]
+    return checkout if (checkout / "app.py").is_file() else Path.cwd()
+
+
+PROJECT_DIR = _project_dir()
 READY_KEY = "SAGEDOCK_LOCAL_READY"
 ENV_FILE = "env"
 

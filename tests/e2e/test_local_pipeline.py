@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -244,3 +246,33 @@ def test_a_new_bundle_of_the_project_updates_the_live_endpoint(
     )
     _, answer = local_cloud.api.invoke("iris", b"6.7,3.0,5.2,2.3\n", content_type="text/csv")
     assert b"virginica" in answer
+
+
+def test_without_a_bucket_the_cli_uploads_through_the_api_and_reports_the_failure(
+    local_cloud: LocalCloudProcess,
+) -> None:
+    # Given a user with the API but no bucket (no S3 rights of their own)
+    env_without_bucket = {k: v for k, v in local_cloud.env.items() if k != "SAGEDOCK_SOURCE_BUCKET"}
+    # When they submit a bundle whose build fails, following it
+    submitted = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sagedock.cli",
+            "submit",
+            str(BUNDLES / "broken-build"),
+            "--project",
+            "viaapi",
+            "--follow",
+        ],
+        env=env_without_bucket,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    # Then the upload went through POST /uploads, and the CLI exits 1 with the run's error
+    assert submitted.returncode == 1, submitted.stdout + submitted.stderr
+    assert "uploaded s3://sagedock-local-source/bundles/viaapi/" in submitted.stdout
+    assert "] build     FAILED" in submitted.stdout
+    assert "FAILED: build/" in submitted.stderr and "missing.py" in submitted.stderr
