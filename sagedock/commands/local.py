@@ -24,7 +24,7 @@ def configure_logging(verbose: bool) -> None:
     """The local cloud's own log on stderr; stdout carries the KEY=VALUE lines."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s", "%H:%M:%S"))
-    root = logging.getLogger("sagedock")
+    root = logging.getLogger("local_cloud")
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     root.propagate = False
