@@ -50,19 +50,6 @@ class Target:
         return {"AWS_ENDPOINT_URL": self.endpoint_url} if self.endpoint_url else {}
 
 
-def local_state_env(state_dir: Path) -> dict[str, str]:
-    """The contract a running `sagedock local up` wrote to `<state>/env`, if its process is alive."""
-    path = state_dir / "env"
-    if not path.is_file():
-        return {}
-    values = dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    try:
-        os.kill(int(values.get("SAGEDOCK_LOCAL_PID", "0")), 0)
-    except (ValueError, ProcessLookupError, PermissionError):
-        return {}
-    return values
-
-
 def resolve_target(
     *,
     api_url: str | None = None,
@@ -76,9 +63,9 @@ def resolve_target(
     env = os.environ if environ is None else environ
     local: dict[str, str] = {}
     if not (api_url or env.get("SAGEDOCK_API_URL")):
-        from sagedock.local.cloud import PROJECT_DIR
+        from sagedock.local.cloud import PROJECT_DIR, running_contract
 
-        local = local_state_env(state_dir or PROJECT_DIR / ".sagedock" / "local")
+        local = running_contract(state_dir or PROJECT_DIR / ".sagedock" / "local")
         if not local:
             raise NoTarget(
                 "no API to talk to: start the local cloud (`sagedock local up`), or set SAGEDOCK_API_URL "

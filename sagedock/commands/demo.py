@@ -49,7 +49,7 @@ def sample_rows(data_dir: Path, per_label: int = SAMPLES_PER_LABEL) -> list[tupl
 
 
 def run(args: argparse.Namespace) -> int:
-    from sagedock.local.cloud import PROJECT_DIR, LocalCloud
+    from sagedock.local.cloud import PROJECT_DIR, AlreadyRunning, LocalCloud
 
     began = time.monotonic()
     configure_logging(args.verbose)
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         )
         say(f"API {target.api_url}, emulator {target.endpoint_url}")
         return _demo(target, bundle, args.timeout, say)
-    except (SubmitError, ApiError, TimeoutError) as exc:
+    except (SubmitError, ApiError, TimeoutError, AlreadyRunning) as exc:
         print(f"demo failed: {exc}", file=sys.stderr)
         return 1
     finally:

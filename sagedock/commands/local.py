@@ -31,7 +31,7 @@ def configure_logging(verbose: bool) -> None:
 
 
 def up_command(args: argparse.Namespace) -> int:
-    from sagedock.local.cloud import LocalCloud
+    from sagedock.local.cloud import AlreadyRunning, LocalCloud
 
     configure_logging(args.verbose)
     stop = threading.Event()
@@ -42,7 +42,11 @@ def up_command(args: argparse.Namespace) -> int:
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     cloud = LocalCloud(state_dir=args.state_dir)
     try:
-        contract = cloud.start()
+        try:
+            contract = cloud.start()
+        except AlreadyRunning as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
         for key, value in contract.items():
             print(f"{key}={value}", flush=True)
         print(f"local cloud up; app logs in {cloud.state / 'logs'}; ^C to stop", file=sys.stderr, flush=True)

@@ -51,6 +51,28 @@ def credentials_env(endpoint_url: str, region: str = REGION) -> dict[str, str]:
     }
 
 
+class AlreadyRunning(Exception):
+    """Another local cloud uses the same state directory."""
+
+
+def running_contract(state: Path) -> dict[str, str]:
+    """The contract a live `sagedock local up` wrote to `<state>/env`; empty when none is running there."""
+    path = state / ENV_FILE
+    if not path.is_file():
+        return {}
+    values = dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    try:
+        pid = int(values.get("SAGEDOCK_LOCAL_PID", "0"))
+        if pid <= 0:
+            return {}
+        os.kill(pid, 0)
+    except (ValueError, ProcessLookupError):
+        return {}
+    except PermissionError:
+        return values  # alive, someone else's
+    return values
+
+
 @dataclass
 class LocalCloud:
     """The whole pipeline on this machine: `start()` returns the KEY=VALUE contract, `stop()` undoes all."""
@@ -81,6 +103,12 @@ class LocalCloud:
         from sagedock.local.train import TrainExecutor
 
         started = time.monotonic()
+        running = running_contract(self.state)
+        if running:
+            raise AlreadyRunning(
+                f"a local cloud is already running on {self.state} (pid {running['SAGEDOCK_LOCAL_PID']}, API "
+                f"{running.get('SAGEDOCK_API_URL')}): use it, stop it, or pass another --state-dir"
+            )
         work = self.state / "work"
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(self.state / "logs", ignore_errors=True)

@@ -205,3 +205,17 @@ def stop_local_cloud(cloud: LocalCloudProcess) -> None:
         cloud.process.wait()
         pytest.fail("sagedock local up did not stop within a minute of ^C")
     assert code == 0, (cloud.state_dir / "local-up.stderr").read_text()[-3000:]
+    assert processes_under(cloud.state_dir) == [], "processes left behind by sagedock local up"
+
+
+def processes_under(directory: Path) -> list[str]:
+    """Processes whose command line names a path below `directory` (the jobs and serves of a local cloud)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            words = cmdline.read_bytes().decode("utf-8", "replace").split("\0")
+        except OSError:
+            continue
+        if any(str(directory) in word for word in words):
+            found.append(f"{cmdline.parent.name}: {' '.join(words).strip()}")
+    return found

@@ -276,3 +276,10 @@ def test_without_a_bucket_the_cli_uploads_through_the_api_and_reports_the_failur
     assert "uploaded s3://sagedock-local-source/bundles/viaapi/" in submitted.stdout
     assert "] build     FAILED" in submitted.stdout
     assert "FAILED: build/" in submitted.stderr and "missing.py" in submitted.stderr
+
+
+def test_a_second_local_cloud_on_the_same_state_refuses_to_start(local_cloud: LocalCloudProcess) -> None:
+    second = local_cloud.cli("local", "up", "--state-dir", str(local_cloud.state_dir), timeout=60)
+    assert second.returncode == 1
+    assert "already running" in second.stderr
+    assert local_cloud.api.health() == {"status": "ok"}
