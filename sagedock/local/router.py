@@ -97,7 +97,7 @@ class Router:
     def _invoke(self, name: str, event: dict[str, Any]) -> None:
         from chalice.local import LambdaContext
 
-        attempts, error = 0, None
+        attempts, error, failure = 0, None, None
         try:
             for delay in (0.0, *self._retry_delays):
                 if delay and not self._sleep(delay):
@@ -107,14 +107,19 @@ class Router:
                 try:
                     with invocation():
                         self._app.handler_map[name](event, context)
-                    error = None
+                    error = failure = None
                     break
                 except Exception as exc:
-                    error = f"{type(exc).__name__}: {exc}"
+                    error, failure = f"{type(exc).__name__}: {exc}", exc
                     log.warning("%s failed on %s (attempt %d): %s", name, event.get("id"), attempts, error)
             if error:
                 log.error(
-                    "%s gave up on event %s after %d attempts: %s", name, event.get("id"), attempts, error
+                    "%s gave up on event %s after %d attempts: %s",
+                    name,
+                    event.get("id"),
+                    attempts,
+                    error,
+                    exc_info=failure,
                 )
             self.invocations.append(
                 Invocation(name, str(event.get("id")), str(event.get("detail-type")), attempts, error)
