@@ -50,7 +50,7 @@ class Serving:
 class HostExecutor:
     """Runs one serve per endpoint and routes invocations to it."""
 
-    def __init__(self, emulator: Emulator, store: ImageStore, workdir: Path, *, concurrency: int = 2) -> None:
+    def __init__(self, emulator: Emulator, store: ImageStore, workdir: Path, *, concurrency: int = 8) -> None:
         self._emulator = emulator
         self._store = store
         self._workdir = workdir
