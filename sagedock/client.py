@@ -44,6 +44,8 @@ class Target:
     endpoint_url: str | None
     region: str
     local: bool
+    # The running local cloud's dummy credentials, when it was found through its state directory.
+    credentials: tuple[str, str] | None = None
 
     def environment(self) -> dict[str, str]:
         """Variables that point an AWS SDK at this target (only the endpoint is ours to set)."""
@@ -86,6 +88,9 @@ def resolve_target(
         or local.get("AWS_REGION")
         or "us-east-1",
         local=bool(local) or host in LOOPBACK_HOSTS,
+        credentials=(local["AWS_ACCESS_KEY_ID"], local["AWS_SECRET_ACCESS_KEY"])
+        if "AWS_ACCESS_KEY_ID" in local and "AWS_SECRET_ACCESS_KEY" in local
+        else None,
     )
 
 

@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from sagedock.client import (
     ApiClient,
     ApiError,
@@ -158,7 +160,10 @@ def submit(path: Path, project: str, target: Target, *, say: Callable[[str], Any
     name = f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{hashlib.sha256(data).hexdigest()[:8]}.zip"
     if target.source_bucket:
         bucket, key = target.source_bucket, f"bundles/{project}/{name}"
-        answer = _s3(target).put_object(Bucket=bucket, Key=key, Body=data, ContentType="application/zip")
+        try:
+            answer = _s3(target).put_object(Bucket=bucket, Key=key, Body=data, ContentType="application/zip")
+        except (BotoCoreError, ClientError) as exc:
+            raise SubmitError(f"could not upload to s3://{bucket}/{key}: {exc}") from exc
         etag, version_id = str(answer.get("ETag", "")).strip('"'), answer.get("VersionId")
     else:
         bucket, key, etag, version_id = _presigned_upload(target, project, name, data)
@@ -202,7 +207,11 @@ def _run_of(client: ApiClient, project: str, key: str, timeout: float = 60) -> s
 def _s3(target: Target) -> Any:
     import boto3
 
-    return boto3.session.Session().client("s3", endpoint_url=target.endpoint_url, region_name=target.region)
+    keys = {}
+    if target.credentials:
+        keys = {"aws_access_key_id": target.credentials[0], "aws_secret_access_key": target.credentials[1]}
+    session = boto3.session.Session(**keys)  # type: ignore[arg-type]
+    return session.client("s3", endpoint_url=target.endpoint_url, region_name=target.region)
 
 
 def follow(

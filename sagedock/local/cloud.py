@@ -166,10 +166,12 @@ class LocalCloud:
             env_file.unlink()
         while self._stack:
             closer = self._stack.pop()
+            began = time.monotonic()
             try:
                 closer()
             except Exception:
                 log.exception("stopping %s failed", getattr(closer, "__qualname__", closer))
+            log.debug("%s took %.2fs", getattr(closer, "__qualname__", closer), time.monotonic() - began)
         for key, value in self._saved_env.items():
             if value is None:
                 os.environ.pop(key, None)
