@@ -61,13 +61,15 @@ def resolve_target(
     environ: Mapping[str, str] | None = None,
     state_dir: Path | None = None,
 ) -> Target:
-    """Flags first, then the environment, then the local cloud running on this machine."""
+    """Flags first, then the environment, then the local cloud running on this machine (the one whose state
+    directory SAGEDOCK_LOCAL_STATE names, by default the checkout's .sagedock/local)."""
     env = os.environ if environ is None else environ
     local: dict[str, str] = {}
     if not (api_url or env.get("SAGEDOCK_API_URL")):
         from sagedock.local.cloud import PROJECT_DIR, running_contract
 
-        local = running_contract(state_dir or PROJECT_DIR / ".sagedock" / "local")
+        state = state_dir or Path(env.get("SAGEDOCK_LOCAL_STATE") or PROJECT_DIR / ".sagedock" / "local")
+        local = running_contract(state)
         if not local:
             raise NoTarget(
                 "no API to talk to: start the local cloud (`sagedock local up`), or set SAGEDOCK_API_URL "

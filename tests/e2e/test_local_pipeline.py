@@ -7,6 +7,7 @@ All bundles are submitted up front so the slow scenarios (a serve that never bec
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -283,3 +284,22 @@ def test_a_second_local_cloud_on_the_same_state_refuses_to_start(local_cloud: Lo
     assert second.returncode == 1
     assert "already running" in second.stderr
     assert local_cloud.api.health() == {"status": "ok"}
+
+
+def test_the_cli_finds_the_running_local_cloud_by_its_state_directory(local_cloud: LocalCloudProcess) -> None:
+    # Given a shell with none of the contract's variables but the state directory
+    bare = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SAGEDOCK_"))}
+    bare["SAGEDOCK_LOCAL_STATE"] = str(local_cloud.state_dir)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "sagedock.cli", *args]
+        return subprocess.run(command, env=bare, capture_output=True, text=True, timeout=120, check=False)
+
+    # When a bundle is submitted and the runs are listed, Then both reach the running local cloud
+    submitted = cli("submit", str(BUNDLES / "broken-build"), "--project", "found")
+    assert submitted.returncode == 0, submitted.stderr
+    assert "uploaded s3://sagedock-local-source/bundles/found/" in submitted.stdout
+    run_id = submitted.stdout.split("run ", 1)[1].split()[0]
+    listed = cli("runs", "--project", "found")
+    assert listed.returncode == 0, listed.stderr
+    assert run_id in listed.stdout
