@@ -18,6 +18,7 @@ from chalicelib.errors import (
     NotFound,
     SagedockError,
     SettingsError,
+    StaleEvent,
     TransientError,
     UpstreamError,
 )
@@ -34,6 +35,7 @@ STATUS_OF_ERROR: tuple[tuple[type[SagedockError], int], ...] = (
     (BadRequest, 400),
     (NotFound, 404),
     (Conflict, 409),
+    (StaleEvent, 409),
     (TransientError, 503),
     (UpstreamError, 502),
     (SettingsError, 500),

@@ -167,26 +167,31 @@ def _repository_uri(svc: Services, run: Run) -> str:
     return uri
 
 
+def _launch_build(svc: Services, run: Run) -> tuple[str, ImageRef]:
+    """Start the build of this attempt of the run, at most once; its id and the image it will push."""
+    repository_uri = _repository_uri(svc, run)
+    environment, secrets = _build_environment(svc, run, repository_uri)
+    build_id: str = svc.once(
+        f"build:{run.run_id}:{run.attempt}",
+        lambda: svc.codebuild.start_build(
+            bucket=run.source.bucket,
+            key=run.source.key,
+            version_id=run.source.version_id,
+            environment=environment,
+            secrets=secrets,
+            idempotency_token=f"{run.run_id}-{run.attempt}",
+        ),
+    )
+    return build_id, ImageRef(repository=repository_uri, tag=run.run_id)
+
+
 def _start_build(svc: Services, run: Run) -> Outcome:
     try:
-        repository_uri = _repository_uri(svc, run)
-        environment, secrets = _build_environment(svc, run, repository_uri)
-        build_id: str = svc.once(
-            f"build:{run.run_id}:{run.attempt}",
-            lambda: svc.codebuild.start_build(
-                bucket=run.source.bucket,
-                key=run.source.key,
-                version_id=run.source.version_id,
-                environment=environment,
-                secrets=secrets,
-                idempotency_token=f"{run.run_id}-{run.attempt}",
-            ),
-        )
+        build_id, image = _launch_build(svc, run)
     except StaleEvent as exc:
         return _ignored(str(exc), run_id=run.run_id)
     except UpstreamError as exc:
         return _record_failure(svc, run.run_id, Stage.BUILD, exc.code, exc.message)
-    image = ImageRef(repository=repository_uri, tag=run.run_id)
     manifest = run.manifest
 
     def change(current: Run) -> Run:
@@ -414,17 +419,7 @@ def retry(run_id: str, svc: Services) -> Run:
     nxt = run.model_copy(update={"attempt": attempt})
     fields: dict[str, Any] = {}
     if stage == Stage.BUILD:
-        repository_uri = _repository_uri(svc, nxt)
-        environment, secrets = _build_environment(svc, nxt, repository_uri)
-        fields["build_id"] = svc.codebuild.start_build(
-            bucket=run.source.bucket,
-            key=run.source.key,
-            version_id=run.source.version_id,
-            environment=environment,
-            secrets=secrets,
-            idempotency_token=f"{run.run_id}-{attempt}",
-        )
-        fields["image"] = ImageRef(repository=repository_uri, tag=run.run_id)
+        fields["build_id"], fields["image"] = _launch_build(svc, nxt)
     elif stage == Stage.TRAIN:
         if run.image is None or not run.image.uri:
             raise Conflict(f"run {run.run_id} has no image to train on; it restarts from the build")

@@ -57,25 +57,39 @@ class SageMaker:
 
     def create_model(self, request: dict[str, Any]) -> None:
         """Create the model unless it exists already."""
-        name = request["ModelName"]
-        try:
-            self._client.create_model(**request)
-        except ParamValidationError as exc:
-            raise translate(exc, f"creating model {name}") from exc
-        except ClientError as exc:
-            if not self._exists(self._client.describe_model, ModelName=name):
-                raise translate(exc, f"creating model {name}") from exc
+        self._create_unless_exists(
+            "model", self._client.create_model, self._client.describe_model, "ModelName", request
+        )
 
     def create_endpoint_config(self, request: dict[str, Any]) -> None:
         """Create the endpoint config unless it exists already."""
-        name = request["EndpointConfigName"]
+        self._create_unless_exists(
+            "endpoint config",
+            self._client.create_endpoint_config,
+            self._client.describe_endpoint_config,
+            "EndpointConfigName",
+            request,
+        )
+
+    @staticmethod
+    def _create_unless_exists(
+        kind: str, create: Any, describe: Any, name_key: str, request: dict[str, Any]
+    ) -> None:
+        """Create; on refusal, succeed if the resource exists (a replay), else raise the refusal.
+
+        SageMaker refuses a duplicate name with a ValidationException like any other invalid request, so the
+        describe call, not the error's text, tells the two apart.
+        """
+        name = request[name_key]
         try:
-            self._client.create_endpoint_config(**request)
+            create(**request)
         except ParamValidationError as exc:
-            raise translate(exc, f"creating endpoint config {name}") from exc
+            raise translate(exc, f"creating {kind} {name}") from exc
         except ClientError as exc:
-            if not self._exists(self._client.describe_endpoint_config, EndpointConfigName=name):
-                raise translate(exc, f"creating endpoint config {name}") from exc
+            try:
+                describe(**{name_key: name})
+            except ClientError:
+                raise translate(exc, f"creating {kind} {name}") from exc
 
     def describe_endpoint(self, name: str) -> EndpointState | None:
         """The endpoint's state, or None when it does not exist."""
@@ -123,11 +137,3 @@ class SageMaker:
             return "updated"
         except ClientError as exc:
             raise translate(exc, f"deploying endpoint {name}") from exc
-
-    @staticmethod
-    def _exists(describe: Any, **name: str) -> bool:
-        try:
-            describe(**name)
-        except ClientError:
-            return False
-        return True
