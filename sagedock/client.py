@@ -181,16 +181,8 @@ class ApiClient:
         all_headers = {"Accept": "application/json", **(headers or {})}
         if not self._target.local:
             all_headers = self._signed(method, url, body, all_headers)
-        if not url.startswith(("http://", "https://")):
-            raise ApiError(0, "BadUrl", f"the API URL must be http(s): {self._target.api_url!r}")
-        request = urllib.request.Request(url, data=body, method=method, headers=all_headers)  # noqa: S310
-        try:
-            with urllib.request.urlopen(request, timeout=self._timeout) as response:  # noqa: S310 (http(s) checked above)
-                return response.status, response.headers.get("Content-Type", ""), response.read()
-        except urllib.error.HTTPError as exc:
-            raise _api_error(exc.code, exc.read()) from exc
-        except (urllib.error.URLError, OSError) as exc:
-            raise ApiError(0, "Unreachable", f"cannot reach {self._target.api_url}: {exc}") from exc
+        status, answer_headers, data = _http(method, url, body, all_headers, self._timeout)
+        return status, answer_headers.get("content-type", ""), data
 
     def _signed(self, method: str, url: str, body: bytes | None, headers: dict[str, str]) -> dict[str, str]:
         """SigV4 for API Gateway with IAM auth (service `execute-api`), with the caller's AWS credentials."""
@@ -226,21 +218,24 @@ def post_form(
         + data
         + f"\r\n--{boundary}--\r\n".encode()
     )
+    content_type = f"multipart/form-data; boundary={boundary}"
+    return _http("POST", url, b"".join(parts), {"Content-Type": content_type}, timeout)[1]
+
+
+def _http(
+    method: str, url: str, body: bytes | None, headers: Mapping[str, str], timeout: float
+) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP(S) exchange: (status, lower-cased headers, body); errors become ApiError."""
     if not url.startswith(("http://", "https://")):
-        raise ApiError(0, "BadUrl", f"the upload URL must be http(s): {url!r}")
-    request = urllib.request.Request(  # noqa: S310 (http(s) checked above)
-        url,
-        data=b"".join(parts),
-        method="POST",
-        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
-    )
+        raise ApiError(0, "BadUrl", f"not an http(s) URL: {url!r}")
+    request = urllib.request.Request(url, data=body, method=method, headers=dict(headers))  # noqa: S310
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (http(s) checked above)
-            return {k.lower(): v for k, v in response.headers.items()}
+            return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
     except urllib.error.HTTPError as exc:
-        raise ApiError(exc.code, "UploadFailed", exc.read().decode("utf-8", "replace")[:500]) from exc
+        raise _api_error(exc.code, exc.read()) from exc
     except (urllib.error.URLError, OSError) as exc:
-        raise ApiError(0, "Unreachable", f"cannot upload to {url}: {exc}") from exc
+        raise ApiError(0, "Unreachable", f"cannot reach {url}: {exc}") from exc
 
 
 def _api_error(status: int, data: bytes) -> ApiError:

@@ -86,12 +86,12 @@ class LocalCloudProcess:
         ).client(service, endpoint_url=self.contract["AWS_ENDPOINT_URL"])
 
     def cli(
-        self, *args: str, timeout: float = 120, stdin: str | None = None
+        self, *args: str, timeout: float = 120, stdin: str | None = None, env: dict[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
-        """Run `sagedock ARGS` as a user would, with the contract exported."""
+        """Run `sagedock ARGS` as a user would, with the contract exported (or in `env`)."""
         return subprocess.run(
             [sys.executable, "-m", "sagedock.cli", *args],
-            env=self.env,
+            env=self.env if env is None else env,
             cwd=ROOT,
             capture_output=True,
             text=True,

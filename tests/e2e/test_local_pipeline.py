@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -255,22 +253,8 @@ def test_without_a_bucket_the_cli_uploads_through_the_api_and_reports_the_failur
     # Given a user with the API but no bucket (no S3 rights of their own)
     env_without_bucket = {k: v for k, v in local_cloud.env.items() if k != "SAGEDOCK_SOURCE_BUCKET"}
     # When they submit a bundle whose build fails, following it
-    submitted = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sagedock.cli",
-            "submit",
-            str(BUNDLES / "broken-build"),
-            "--project",
-            "viaapi",
-            "--follow",
-        ],
-        env=env_without_bucket,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    submitted = local_cloud.cli(
+        "submit", str(BUNDLES / "broken-build"), "--project", "viaapi", "--follow", env=env_without_bucket
     )
     # Then the upload went through POST /uploads, and the CLI exits 1 with the run's error
     assert submitted.returncode == 1, submitted.stdout + submitted.stderr
@@ -291,15 +275,11 @@ def test_the_cli_finds_the_running_local_cloud_by_its_state_directory(local_clou
     bare = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SAGEDOCK_"))}
     bare["SAGEDOCK_LOCAL_STATE"] = str(local_cloud.state_dir)
 
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "sagedock.cli", *args]
-        return subprocess.run(command, env=bare, capture_output=True, text=True, timeout=120, check=False)
-
     # When a bundle is submitted and the runs are listed, Then both reach the running local cloud
-    submitted = cli("submit", str(BUNDLES / "broken-build"), "--project", "found")
+    submitted = local_cloud.cli("submit", str(BUNDLES / "broken-build"), "--project", "found", env=bare)
     assert submitted.returncode == 0, submitted.stderr
     assert "uploaded s3://sagedock-local-source/bundles/found/" in submitted.stdout
     run_id = submitted.stdout.split("run ", 1)[1].split()[0]
-    listed = cli("runs", "--project", "found")
+    listed = local_cloud.cli("runs", "--project", "found", env=bare)
     assert listed.returncode == 0, listed.stderr
     assert run_id in listed.stdout
