@@ -405,7 +405,7 @@ def _check_layout(entries: list[zipfile.ZipInfo], directory_start: int) -> None:
     are not there.
     """
     ordered = sorted(entries, key=lambda info: info.header_offset)
-    for info, following in zip(ordered, [*ordered[1:], None], strict=True):
+    for info, following in zip(ordered, [*ordered[1:], None], strict=False):
         end = info.header_offset + _LOCAL_HEADER_BYTES + info.compress_size
         limit = following.header_offset if following else directory_start
         if end > limit and following is not None:

@@ -594,3 +594,12 @@ def test_s3_failures_become_domain_errors(code: str, status: int, error: type[Sa
     # When a bundle is inspected through it, then the matching domain error names the object
     with pytest.raises(error, match=re.escape("s3://bundles/k.zip")):
         inspect_s3_bundle(FailingS3(b""), "bundles", "k.zip", size=100, limits=LIMITS, project="iris")  # type: ignore[arg-type]
+
+
+def test_an_empty_zip_is_rejected_for_its_missing_dockerfile() -> None:
+    # Given a valid zip with no entries at all
+    buffer = io.BytesIO()
+    zipfile.ZipFile(buffer, "w").close()
+
+    # Then it is rejected like any bundle without a Dockerfile (not an error of the inspector)
+    assert "no Dockerfile" in rejection(buffer.getvalue(), "NoDockerfile")
