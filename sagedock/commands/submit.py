@@ -28,7 +28,10 @@ from sagedock.client import (
 )
 from sagedock.commands.status import error_text
 
-PROJECT_HELP = "names the ECR repository and, by default, the endpoint: [a-z0-9][a-z0-9-]{0,39}"
+PROJECT_HELP = (
+    "names the ECR repository and, by default, the endpoint: 1-40 lowercase letters, digits or hyphens, "
+    "starting and ending with a letter or digit"
+)
 SKIPPED_DIRS = {
     ".git",
     ".hg",
