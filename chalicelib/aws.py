@@ -41,11 +41,23 @@ def _config() -> Config:
 
 
 @cache
-def client(service: str) -> Any:
-    """The process-wide client of a service (created on first use, with standard retries)."""
+def _session() -> Any:
+    # One session for every client: its loader reads botocore's endpoint and partition data once.
     import boto3
 
-    return boto3.session.Session().client(service, config=_config())  # type: ignore[call-overload]
+    return boto3.session.Session()
+
+
+@cache
+def client(service: str) -> Any:
+    """The process-wide client of a service (created on first use, with standard retries)."""
+    return _session().client(service, config=_config())
+
+
+def reset_clients() -> None:
+    """Forget the clients and their session (tests start a new mock; the local cloud a new emulator)."""
+    client.cache_clear()
+    _session.cache_clear()
 
 
 def error_code(exc: ClientError) -> str:

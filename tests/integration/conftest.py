@@ -18,7 +18,7 @@ from moto import mock_aws
 import app as app_module
 from chalicelib import runs as runs_module
 from chalicelib import services as services_module
-from chalicelib.aws import client as cached_client
+from chalicelib.aws import reset_clients
 from chalicelib.settings import get_settings
 
 REGION = "us-east-1"
@@ -160,7 +160,7 @@ def _provision(settings: dict[str, str]) -> None:
 
 def _reset_caches() -> None:
     services_module.use_services(None)
-    cached_client.cache_clear()
+    reset_clients()
     services_module.default_services.cache_clear()
     get_settings.cache_clear()
 

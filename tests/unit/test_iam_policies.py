@@ -211,7 +211,12 @@ def client_call_sites() -> set[str]:
                 isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef) and not scope
             ):
                 inner = child.name
-            if isinstance(child, ast.Attribute) and holds_client(child.value):
+            # `client` the cached factory has functools' cache_clear/cache_info, which are not AWS calls.
+            if (
+                isinstance(child, ast.Attribute)
+                and holds_client(child.value)
+                and child.attr not in ("cache_clear", "cache_info")
+            ):
                 sites.add(f"{scope or '<module>'}.{child.attr}")
             visit(child, inner)
 
