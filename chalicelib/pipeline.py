@@ -95,6 +95,8 @@ def bundle_uploaded(event: ObjectCreated, svc: Services) -> Outcome:
     run, created = svc.runs.create(fresh)
     if created:
         count("RunsStarted")
+    elif run.status == Status.BUILDING and run.build_id is None:
+        return _launch_and_record(svc, run)  # an earlier delivery stopped before the build's id was recorded
     elif run.status != Status.RECEIVED:
         return _ignored(f"duplicate upload event; run is {run.status}", run_id=run_id)
     try:
@@ -167,10 +169,10 @@ def _repository_uri(svc: Services, run: Run) -> str:
     return uri
 
 
-def _launch_build(svc: Services, run: Run) -> tuple[str, ImageRef]:
-    """Start the build of this attempt of the run, at most once; its id and the image it will push."""
-    repository_uri = _repository_uri(svc, run)
-    environment, secrets = _build_environment(svc, run, repository_uri)
+def _launch_build(svc: Services, run: Run) -> str:
+    """Start the build of this attempt of the run (at most once) and return its id."""
+    assert run.image is not None
+    environment, secrets = _build_environment(svc, run, run.image.repository)
     build_id: str = svc.once(
         f"build:{run.run_id}:{run.attempt}",
         lambda: svc.codebuild.start_build(
@@ -182,23 +184,37 @@ def _launch_build(svc: Services, run: Run) -> tuple[str, ImageRef]:
             idempotency_token=f"{run.run_id}-{run.attempt}",
         ),
     )
-    return build_id, ImageRef(repository=repository_uri, tag=run.run_id)
+    return build_id
 
 
 def _start_build(svc: Services, run: Run) -> Outcome:
     try:
-        build_id, image = _launch_build(svc, run)
-    except StaleEvent as exc:
-        return _ignored(str(exc), run_id=run.run_id)
+        image = ImageRef(repository=_repository_uri(svc, run), tag=run.run_id)
     except UpstreamError as exc:
         return _record_failure(svc, run.run_id, Stage.BUILD, exc.code, exc.message)
     manifest = run.manifest
 
     def change(current: Run) -> Run:
         with_manifest = current.model_copy(update={"manifest": manifest})
-        return sm.start_build(with_manifest, build_id=build_id, image=image, now=svc.clock())
+        return sm.start_build(with_manifest, image=image, now=svc.clock())
 
-    return _transition(svc, run.run_id, change, "build started")
+    outcome = _transition(svc, run.run_id, change, "build starting")
+    if outcome["action"] == "ignored":  # a concurrent delivery of the same upload got there first
+        return outcome
+    return _launch_and_record(svc, svc.runs.get(run.run_id))
+
+
+def _launch_and_record(svc: Services, run: Run) -> Outcome:
+    try:
+        build_id = _launch_build(svc, run)
+    except StaleEvent as exc:
+        return _ignored(str(exc), run_id=run.run_id)
+    except UpstreamError as exc:
+        return _record_failure(svc, run.run_id, Stage.BUILD, exc.code, exc.message)
+    outcome = _transition(
+        svc, run.run_id, lambda r: sm.record_build(r, build_id=build_id, now=svc.clock()), "build started"
+    )
+    return {**outcome, "action": "build started", "build_id": build_id}
 
 
 # --- CodeBuild state change and ECR push: start training on the image by digest -------------------------
@@ -419,7 +435,11 @@ def retry(run_id: str, svc: Services) -> Run:
     nxt = run.model_copy(update={"attempt": attempt})
     fields: dict[str, Any] = {}
     if stage == Stage.BUILD:
-        fields["build_id"], fields["image"] = _launch_build(svc, nxt)
+        image = ImageRef(
+            repository=run.image.repository if run.image else _repository_uri(svc, run), tag=run_id
+        )
+        fields["image"] = image
+        fields["build_id"] = _launch_build(svc, nxt.model_copy(update={"image": image}))
     elif stage == Stage.TRAIN:
         if run.image is None or not run.image.uri:
             raise Conflict(f"run {run.run_id} has no image to train on; it restarts from the build")

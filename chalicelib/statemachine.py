@@ -51,10 +51,24 @@ def new_run(run: Run) -> Run:
     return run.model_copy(update={"stages": _open((), Stage.VALIDATE, run.created_at, None)})
 
 
-def start_build(run: Run, *, build_id: str, image: ImageRef, now: str) -> Run:
-    """RECEIVED -> BUILDING once the bundle is valid and the build started."""
+def start_build(run: Run, *, image: ImageRef, now: str) -> Run:
+    """RECEIVED -> BUILDING once the bundle is valid, before the build is launched.
+
+    Recorded first so that a build event, however early, finds the run BUILDING; the build's id follows
+    with record_build, and a run BUILDING without one is a launch to resume.
+    """
     _require(run, Status.RECEIVED, "start build")
-    return _advance(run, Status.BUILDING, now, f"build {build_id}", build_id=build_id, image=image)
+    return _advance(run, Status.BUILDING, now, "starting the build", image=image)
+
+
+def record_build(run: Run, *, build_id: str, now: str) -> Run:
+    """Attach the launched build's id (provenance), whatever its events have done to the run meanwhile."""
+    if run.build_id is not None:
+        raise StaleEvent(f"record build: run {run.run_id} already has build {run.build_id}")
+    stages = run.stages
+    if run.status == Status.BUILDING and stages and stages[-1].ended_at is None:
+        stages = (*stages[:-1], stages[-1].model_copy(update={"detail": f"build {build_id}"}))
+    return run.model_copy(update={"build_id": build_id, "stages": stages, "updated_at": now})
 
 
 def start_training(run: Run, *, digest: str, uri: str, job_name: str, now: str) -> Run:

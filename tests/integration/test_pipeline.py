@@ -353,6 +353,63 @@ class TestIdempotency:
         assert len(cloud.sagemaker.named("create_endpoint")) == 1
         assert cloud.run(run_id)["status"] == "DEPLOYING"
 
+    def test_a_build_event_arriving_while_the_build_is_launched_is_not_lost(self, cloud: Cloud) -> None:
+        # Given CodeBuild finishes so fast that its SUCCEEDED event arrives before StartBuild has returned
+        event = cloud.upload(KEY, make_bundle())
+        start_build = cloud.codebuild.inner.start_build
+        seen: list[dict[str, Any]] = []
+
+        def start_and_finish(**kwargs: Any) -> Any:
+            response = start_build(**kwargs)
+            run_id = next(v["value"] for v in kwargs["environmentVariablesOverride"] if v["name"] == "RUN_ID")
+            done = build_state(
+                "sagedock-build",
+                response["build"]["id"],
+                "SUCCEEDED",
+                run_id=run_id,
+                exported={"IMAGE_DIGEST": DIGEST},
+            )
+            seen.append(cloud.send("build_state_changed", done))
+            return response
+
+        cloud.codebuild.inner.start_build = start_and_finish
+        # When the upload is handled
+        outcome = cloud.send("bundle_uploaded", event)
+        # Then the early event started training, and the build's id is still recorded
+        assert seen[0]["action"] == "training started", seen
+        run = cloud.run(outcome["run_id"])
+        assert run["status"] == "TRAINING"
+        assert run["build_id"] == outcome["build_id"]
+
+    def test_a_delivery_that_failed_to_launch_the_build_is_resumed_by_the_retry(self, cloud: Cloud) -> None:
+        # Given the first delivery recorded the run BUILDING, then CodeBuild throttled the launch
+        from botocore.exceptions import ClientError
+
+        from chalicelib.errors import TransientError
+
+        event = cloud.upload(KEY, make_bundle())
+        start_build = cloud.codebuild.inner.start_build
+
+        def throttled(**_: Any) -> Any:
+            raise ClientError(
+                {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "StartBuild"
+            )
+
+        cloud.codebuild.inner.start_build = throttled
+        with pytest.raises(TransientError):
+            cloud.send("bundle_uploaded", event)
+        run_id = cloud.client.http.get("/runs").json_body["runs"][0]["run_id"]
+        assert cloud.run(run_id)["status"] == "BUILDING" and cloud.run(run_id)["build_id"] is None
+
+        # When Lambda retries the event
+        cloud.codebuild.inner.start_build = start_build
+        outcome = cloud.send("bundle_uploaded", event)
+
+        # Then the build is launched once and recorded
+        assert outcome["action"] == "build started"
+        assert cloud.run(run_id)["build_id"] == outcome["build_id"]
+        assert len(cloud.codebuild.named("start_build")) == 2  # the throttled call and the real one
+
     def test_late_build_failure_after_training_changes_nothing(self, cloud: Cloud) -> None:
         run_id, _ = trained(cloud)
         build_id = cloud.run(run_id)["build_id"]

@@ -36,7 +36,8 @@ def received() -> Run:
 
 def building() -> Run:
     image = ImageRef(repository=REPO, tag=RUN_ID)
-    return sm.start_build(received(), build_id="sagedock-build:b1", image=image, now=T1)
+    started = sm.start_build(received(), image=image, now=T1)
+    return sm.record_build(started, build_id="sagedock-build:b1", now=T1)
 
 
 def training() -> Run:
@@ -224,7 +225,7 @@ def test_timeline_names_the_failed_stage_when_it_had_not_opened_yet(
 def _transitions() -> dict[str, Callable[[Run], Run]]:
     image = ImageRef(repository=REPO, tag=RUN_ID)
     return {
-        "start_build": lambda r: sm.start_build(r, build_id="b2", image=image, now=T5),
+        "start_build": lambda r: sm.start_build(r, image=image, now=T5),
         "start_training": lambda r: sm.start_training(
             r, digest=DIGEST, uri=f"{REPO}@{DIGEST}", job_name="j", now=T5
         ),
@@ -381,3 +382,36 @@ def test_retry_twice_counts_attempts() -> None:
     second = sm.retry(again, now="2026-11-21T12:00:07.000Z", build_id="b3")
     assert second.attempt == 3 and second.build_id == "b3"
     assert second.stages[-1].detail == "retry, attempt 3"
+
+
+# --- the build's id is recorded after the launch ----------------------------------------------------------
+
+
+def test_a_started_build_is_building_before_its_id_is_known() -> None:
+    # Given a valid bundle: the run is BUILDING before the build is launched
+    run = sm.start_build(received(), image=ImageRef(repository=REPO, tag=RUN_ID), now=T1)
+    assert run.status == Status.BUILDING and run.build_id is None
+    assert run.stages[-1].detail == "starting the build"
+
+    # When the launched build's id is recorded, the open stage names it
+    recorded = sm.record_build(run, build_id="sagedock-build:b1", now=T2)
+    assert recorded.build_id == "sagedock-build:b1"
+    assert recorded.stages[-1].detail == "build sagedock-build:b1"
+    assert recorded.status == Status.BUILDING
+
+
+def test_recording_the_build_after_its_events_moved_the_run_keeps_their_status() -> None:
+    # Given a run whose build events (fast, or early) already moved it on before the id was recorded
+    run = sm.start_build(received(), image=ImageRef(repository=REPO, tag=RUN_ID), now=T1)
+    moved = sm.start_training(run, digest=DIGEST, uri=f"{REPO}@{DIGEST}", job_name="j", now=T2)
+
+    # When the id is recorded, it is kept for provenance and nothing else changes
+    recorded = sm.record_build(moved, build_id="b1", now=T3)
+    assert recorded.build_id == "b1"
+    assert recorded.status == Status.TRAINING
+    assert recorded.stages == moved.stages
+
+
+def test_a_build_id_is_recorded_once() -> None:
+    with pytest.raises(StaleEvent):
+        sm.record_build(building(), build_id="another", now=T2)
