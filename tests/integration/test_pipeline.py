@@ -307,6 +307,25 @@ class TestFailures:
         assert "image-digest" in outcome["reason"]
 
 
+def deliver_concurrently(
+    cloud: Cloud, handler: str, event: dict[str, Any], times: int = 3
+) -> list[dict[str, Any]]:
+    """Deliver the same event `times` times at once, as at-least-once delivery may; the outcomes."""
+    results: list[dict[str, Any]] = []
+    barrier = threading.Barrier(times)
+
+    def deliver() -> None:
+        barrier.wait()
+        results.append(cloud.send(handler, event))
+
+    threads = [threading.Thread(target=deliver) for _ in range(times)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return results
+
+
 class TestIdempotency:
     def test_same_upload_event_three_times_starts_one_build(self, cloud: Cloud) -> None:
         event = cloud.upload(KEY, make_bundle())
@@ -316,18 +335,7 @@ class TestIdempotency:
 
     def test_same_upload_event_concurrently_starts_one_build(self, cloud: Cloud) -> None:
         event = cloud.upload(KEY, make_bundle())
-        results: list[dict[str, Any]] = []
-        barrier = threading.Barrier(3)
-
-        def deliver() -> None:
-            barrier.wait()
-            results.append(cloud.send("bundle_uploaded", event))
-
-        threads = [threading.Thread(target=deliver) for _ in range(3)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=60)
+        results = deliver_concurrently(cloud, "bundle_uploaded", event)
         assert len(results) == 3
         assert len(cloud.codebuild.named("start_build")) == 1
         run_id = results[0]["run_id"]
@@ -344,6 +352,22 @@ class TestIdempotency:
             cloud.send(handler, event)
         assert len(cloud.sagemaker.named("create_training_job")) == 1
         assert cloud.run(run_id)["status"] == "TRAINING"
+
+    def test_same_push_event_concurrently_starts_one_training_job(self, cloud: Cloud) -> None:
+        run_id = built(cloud)
+        results = deliver_concurrently(cloud, "image_pushed", image_action("sagedock/iris", DIGEST, run_id))
+        assert len(results) == 3
+        assert len(cloud.sagemaker.named("create_training_job")) == 1
+        assert cloud.run(run_id)["status"] == "TRAINING"
+
+    def test_training_completed_concurrently_changes_the_endpoint_once(self, cloud: Cloud) -> None:
+        run_id, job = trained(cloud)
+        results = deliver_concurrently(cloud, "training_state_changed", training_state(job, "Completed"))
+        assert len(results) == 3
+        assert len(cloud.sagemaker.named("create_endpoint")) == 1
+        run = cloud.run(run_id)
+        assert run["status"] == "DEPLOYING"
+        assert [s["stage"] for s in run["stages"]].count("deploy") == 1
 
     def test_training_completed_three_times_deploys_once(self, cloud: Cloud) -> None:
         run_id, job = trained(cloud)
