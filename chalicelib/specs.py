@@ -22,11 +22,10 @@ def _vpc(settings: Settings) -> dict[str, Any]:
 
 
 def hyperparameter_strings(values: dict[str, Any]) -> dict[str, str]:
-    """SageMaker takes hyperparameters as strings only: booleans as true/false, numbers as written."""
-    out: dict[str, str] = {}
-    for name, value in values.items():
-        out[name] = ("true" if value else "false") if isinstance(value, bool) else str(value)
-    return out
+    """SageMaker takes hyperparameters as strings only, written as the manifest's own `as_string` does."""
+    from chalicelib.manifest import as_string  # imported here: only the training request needs the manifest
+
+    return {name: as_string(value) for name, value in values.items()}
 
 
 def channel_uri(settings: Settings, location: str) -> str:
