@@ -49,17 +49,24 @@ def _record_failure(svc: Services, run_id: str, stage: Stage, code: str, message
     return {"action": "failed", "run_id": run.run_id, "stage": stage.value, "code": code}
 
 
-def _transition(svc: Services, run_id: str, change: Callable[[Run], Run], action: str) -> Outcome:
+def _apply(
+    svc: Services, run_id: str, change: Callable[[Run], Run], action: str
+) -> tuple[Outcome, Run | None]:
+    """Record a transition; the outcome, and the run as written (None when the event no longer applied)."""
     try:
         run = svc.runs.update(run_id, change)
     except StaleEvent as exc:
-        return _ignored(str(exc), run_id=run_id)
+        return _ignored(str(exc), run_id=run_id), None
     if run.status == Status.SUCCEEDED:
         count("RunsSucceeded")
     elif run.status in STAGE_OF_STATUS:
         count("StageStarted", stage=STAGE_OF_STATUS[run.status].value)
     logger.info(action, extra={"status": run.status.value})
-    return {"action": action, "run_id": run.run_id, "status": run.status.value}
+    return {"action": action, "run_id": run.run_id, "status": run.status.value}, run
+
+
+def _transition(svc: Services, run_id: str, change: Callable[[Run], Run], action: str) -> Outcome:
+    return _apply(svc, run_id, change, action)[0]
 
 
 # --- S3 Object Created: validate, record, build ---------------------------------------------------------
@@ -198,10 +205,10 @@ def _start_build(svc: Services, run: Run) -> Outcome:
         with_manifest = current.model_copy(update={"manifest": manifest})
         return sm.start_build(with_manifest, image=image, now=svc.clock())
 
-    outcome = _transition(svc, run.run_id, change, "build starting")
-    if outcome["action"] == "ignored":  # a concurrent delivery of the same upload got there first
+    outcome, started = _apply(svc, run.run_id, change, "build starting")
+    if started is None:  # a concurrent delivery of the same upload got there first
         return outcome
-    return _launch_and_record(svc, svc.runs.get(run.run_id))
+    return _launch_and_record(svc, started)
 
 
 def _launch_and_record(svc: Services, run: Run) -> Outcome:
