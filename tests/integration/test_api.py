@@ -12,7 +12,7 @@ from typing import Any
 import boto3
 import pytest
 from aws_events import image_action, training_state
-from conftest import REGION, Cloud, make_bundle
+from moto_cloud import REGION, Cloud, make_bundle
 
 from chalicelib import names
 from chalicelib import services as services_module

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from aws_events import build_state, endpoint_state, image_action, training_state
-from conftest import REGION, Cloud, make_bundle
+from moto_cloud import REGION, Cloud, make_bundle
 
 DIGEST = "sha256:" + "ab" * 32
 KEY = "bundles/iris/v1.zip"

@@ -1,0 +1,199 @@
+"""A moto account provisioned as the pipeline expects, the real Chalice app wired to it, and its helpers.
+
+A module of its own (not conftest) so that tests import it by a name no other directory uses."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from chalice.test import Client
+from moto import mock_aws
+
+import app as app_module
+from chalicelib import runs as runs_module
+from chalicelib import services as services_module
+from chalicelib.aws import reset_clients
+from chalicelib.settings import get_settings
+
+REGION = "us-east-1"
+ROLE_ARN = "arn:aws:iam::123456789012:role/sagedock-sagemaker"
+SETTINGS = {
+    "SAGEDOCK_SOURCE_BUCKET": "sagedock-source",
+    "SAGEDOCK_DATA_BUCKET": "sagedock-data",
+    "SAGEDOCK_ARTIFACT_BUCKET": "sagedock-artifacts",
+    "SAGEDOCK_RUNS_TABLE": "sagedock-runs",
+    "SAGEDOCK_IDEMPOTENCY_TABLE": "sagedock-idempotency",
+    "SAGEDOCK_CODEBUILD_PROJECT": "sagedock-build",
+    "SAGEDOCK_ECR_PREFIX": "sagedock",
+    "SAGEDOCK_SAGEMAKER_ROLE_ARN": ROLE_ARN,
+}
+PRIVATE_SETTINGS = {
+    "SAGEDOCK_PRIVATE_REGISTRY": "registry.example.com",
+    "SAGEDOCK_REGISTRY_AUTH_FUNCTION_ARN": (
+        "arn:aws:lambda:us-east-1:123456789012:function:sagedock-registry-auth"
+    ),
+    "SAGEDOCK_SUBNET_IDS": "subnet-0a,subnet-0b",
+    "SAGEDOCK_SECURITY_GROUP_IDS": "sg-0c",
+    "SAGEDOCK_REGISTRY_SECRET_ID": "sagedock/registry",
+}
+DOCKERFILE = (
+    b'FROM python:3.11-slim\nCOPY program /opt/program\nENTRYPOINT ["python3", "/opt/program/entry.py"]\n'
+)
+MANIFEST = b"""
+[train]
+instance_type = "ml.m5.xlarge"
+hyperparameters = { max_leaf_nodes = 5, criterion = "gini", prune = true }
+[train.channels]
+train = "iris/train/"
+extra = "s3://elsewhere/extra/"
+[deploy]
+instance_type = "ml.m5.large"
+startup_health_timeout_seconds = 300
+"""
+
+
+def make_bundle(files: dict[str, bytes] | None = None) -> bytes:
+    """A zip with a Dockerfile and a manifest, unless `files` says otherwise (None drops a file)."""
+    content: dict[str, bytes | None] = {
+        "Dockerfile": DOCKERFILE,
+        "sagedock.toml": MANIFEST,
+        "program/entry.py": b"print('hello')\n",
+    }
+    content.update(files or {})
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in content.items():
+            if data is not None:
+                archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+@dataclass
+class Recorder:
+    """Wraps a boto3 client and records every call (name, arguments) before making it."""
+
+    inner: Any
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.inner, name)
+        if not callable(attr) or name.startswith("_") or name in ("get_paginator", "get_waiter"):
+            return attr
+
+        def call(**kwargs: Any) -> Any:
+            self.calls.append((name, kwargs))
+            return attr(**kwargs)
+
+        return call
+
+    def named(self, name: str) -> list[dict[str, Any]]:
+        """The arguments of every call of one operation."""
+        return [kwargs for called, kwargs in self.calls if called == name]
+
+
+@dataclass
+class Cloud:
+    """The moto account, the app's test client and the recorded AWS calls."""
+
+    client: Client
+    s3: Any
+    sagemaker: Recorder
+    codebuild: Recorder
+    ecr: Any
+    settings: dict[str, str]
+
+    def upload(self, key: str, body: bytes) -> dict[str, Any]:
+        """Put a bundle in the source bucket and return the `Object Created` event S3 would send."""
+        from aws_events import object_created
+
+        bucket = self.settings["SAGEDOCK_SOURCE_BUCKET"]
+        put = self.s3.put_object(Bucket=bucket, Key=key, Body=body)
+        return object_created(
+            bucket, key, size=len(body), etag=put["ETag"].strip('"'), version_id=put.get("VersionId")
+        )
+
+    def send(self, handler: str, event: dict[str, Any]) -> dict[str, Any]:
+        """Deliver an event to one of the app's handlers, as Lambda would."""
+        payload: dict[str, Any] = self.client.lambda_.invoke(handler, event).payload
+        return payload
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        """GET /runs/{run_id}."""
+        response = self.client.http.get(f"/runs/{run_id}")
+        assert response.status_code == 200, response.body
+        body: dict[str, Any] = json.loads(response.body)
+        return body
+
+
+def _provision(settings: dict[str, str]) -> None:
+    s3 = boto3.client("s3", region_name=REGION)
+    for name in ("SAGEDOCK_SOURCE_BUCKET", "SAGEDOCK_DATA_BUCKET", "SAGEDOCK_ARTIFACT_BUCKET"):
+        s3.create_bucket(Bucket=settings[name])
+    s3.put_bucket_versioning(
+        Bucket=settings["SAGEDOCK_SOURCE_BUCKET"], VersioningConfiguration={"Status": "Enabled"}
+    )
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    dynamodb.create_table(**runs_module.table_definition(settings["SAGEDOCK_RUNS_TABLE"]))
+    dynamodb.create_table(**runs_module.idempotency_table_definition(settings["SAGEDOCK_IDEMPOTENCY_TABLE"]))
+    boto3.client("codebuild", region_name=REGION).create_project(
+        name=settings["SAGEDOCK_CODEBUILD_PROJECT"],
+        source={
+            "type": "S3",
+            "location": f"{settings['SAGEDOCK_SOURCE_BUCKET']}/bundles/",
+            "buildspec": "version: 0.2",
+        },
+        artifacts={"type": "NO_ARTIFACTS"},
+        environment={
+            "type": "LINUX_CONTAINER",
+            "image": "aws/codebuild/standard:7.0",
+            "computeType": "BUILD_GENERAL1_SMALL",
+        },
+        serviceRole="arn:aws:iam::123456789012:role/sagedock-codebuild",
+    )
+
+
+def _reset_caches() -> None:
+    services_module.use_services(None)
+    reset_clients()
+    services_module.default_services.cache_clear()
+    get_settings.cache_clear()
+
+
+def open_cloud(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, settings: dict[str, str]) -> Iterator[Cloud]:
+    """Provision moto, wire the app to it with recorded CodeBuild and SageMaker clients, yield the Cloud."""
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        _reset_caches()
+        _provision(settings)
+        sagemaker = Recorder(boto3.client("sagemaker", region_name=REGION))
+        codebuild = Recorder(boto3.client("codebuild", region_name=REGION))
+        real = services_module.get_services()
+        from chalicelib.codebuild import CodeBuild
+        from chalicelib.sagemaker import SageMaker
+
+        wired = services_module.Services(
+            real.settings,
+            codebuild=CodeBuild(codebuild, real.settings.codebuild_project),  # type: ignore[arg-type]
+            sagemaker=SageMaker(sagemaker),  # type: ignore[arg-type]
+        )
+        services_module.use_services(wired)
+        # No project dir: the test client must not overlay .chalice/config.json's stage variables.
+        with Client(app_module.app, project_dir=str(tmp_path)) as client:
+            yield Cloud(
+                client=client,
+                s3=boto3.client("s3", region_name=REGION),
+                sagemaker=sagemaker,
+                codebuild=codebuild,
+                ecr=boto3.client("ecr", region_name=REGION),
+                settings=settings,
+            )
+    _reset_caches()
