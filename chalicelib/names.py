@@ -10,6 +10,7 @@ BUNDLE_PREFIX = "bundles/"
 # and an endpoint name both accept it). Matched with fullmatch: `$` would accept a trailing newline.
 PROJECT_REGEX = r"[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?"
 PROJECT_PATTERN = re.compile(PROJECT_REGEX)
+PROJECT_RULE = "1-40 lowercase letters, digits or hyphens, starting and ending with a letter or digit"
 # SageMaker resource names: ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}
 SAGEMAKER_NAME_PATTERN = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 RUN_ID_PATTERN = re.compile(PROJECT_REGEX + r"-[0-9a-f]{12}")

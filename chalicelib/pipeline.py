@@ -118,8 +118,8 @@ def _validate(svc: Services, run: Run) -> dict[str, Any]:
 
     if not names.is_valid_project(run.project):
         raise BundleRejected(
-            f"project {run.project!r} is not a valid project name: use 1-40 lowercase letters, digits or "
-            "hyphens, starting with a letter or digit (bundles/<project>/<name>.zip)",
+            f"project {run.project!r} is not a valid project name: use {names.PROJECT_RULE} "
+            "(bundles/<project>/<name>.zip)",
             code="InvalidProject",
         )
     if not run.source.key.endswith(".zip"):

@@ -17,6 +17,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from chalicelib.names import PROJECT_RULE
 from sagedock.client import (
     ApiClient,
     ApiError,
@@ -28,10 +29,7 @@ from sagedock.client import (
 )
 from sagedock.commands.status import error_text
 
-PROJECT_HELP = (
-    "names the ECR repository and, by default, the endpoint: 1-40 lowercase letters, digits or hyphens, "
-    "starting and ending with a letter or digit"
-)
+PROJECT_HELP = f"names the ECR repository and, by default, the endpoint: {PROJECT_RULE}"
 SKIPPED_DIRS = {
     ".git",
     ".hg",
