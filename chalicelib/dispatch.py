@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol
 
 from chalicelib.errors import BadRequest
 from chalicelib.events import parse_detail
 from chalicelib.observability import count, logger
 from chalicelib.services import Services, get_services
-
-D = TypeVar("D")
 
 
 class LambdaEvent(Protocol):
@@ -23,32 +22,35 @@ class LambdaEvent(Protocol):
     context: Any
 
 
+@contextmanager
+def _logging_for(event: LambdaEvent) -> Iterator[None]:
+    """Every log line of the event names it; nothing of it is left on the logger for the next one."""
+    logger.set_correlation_id(None)
+    logger.append_keys(event_id=event.event_id, detail_type=event.detail_type)
+    try:
+        yield
+    finally:
+        logger.remove_keys(["event_id", "detail_type"])
+        logger.set_correlation_id(None)
+
+
 def handle(
-    event: LambdaEvent,
-    model: Any,
-    transition: Callable[[Any, Services], dict[str, Any]],
-    services: Callable[[], Services] = get_services,
+    event: LambdaEvent, model: Any, transition: Callable[[Any, Services], dict[str, Any]]
 ) -> dict[str, Any]:
     """Parse `event.detail` into `model` and apply `transition`; a malformed event is logged and dropped.
 
     A malformed event cannot name its run, so there is nothing to record it on; retrying it would fail the
     same way, so it is not raised (Lambda would retry it twice and then drop it anyway).
     """
-    logger.set_correlation_id(None)
-    logger.append_keys(event_id=event.event_id, detail_type=event.detail_type)
-    try:
-        detail = parse_detail(model, event.detail)
-    except BadRequest as exc:
-        logger.error("malformed event dropped", extra={"error_message": exc.message})
-        logger.remove_keys(["event_id", "detail_type"])
-        count("MalformedEvents")
-        return {"action": "rejected", "code": exc.code, "reason": exc.message}
-    svc = services()
-    svc.context = getattr(event, "context", None)
-    try:
+    with _logging_for(event):
+        try:
+            detail = parse_detail(model, event.detail)
+        except BadRequest as exc:
+            logger.error("malformed event dropped", extra={"error_message": exc.message})
+            count("MalformedEvents")
+            return {"action": "rejected", "code": exc.code, "reason": exc.message}
+        svc = get_services()
+        svc.context = getattr(event, "context", None)
         outcome = transition(detail, svc)
         logger.info("event handled", extra={"outcome": outcome})
         return outcome
-    finally:
-        logger.remove_keys(["event_id", "detail_type"])
-        logger.set_correlation_id(None)
