@@ -82,6 +82,13 @@ def as_string(value: Scalar) -> str:
     return str(value)
 
 
+def channel_uri(data_bucket: str, source: str) -> str:
+    """A channel's S3 URI: a full s3:// URI as it is, a key prefix resolved against the data bucket."""
+    if source.startswith("s3://"):
+        return source
+    return f"s3://{data_bucket}/{source.lstrip('/')}"
+
+
 def _matching(pattern: re.Pattern[str], what: str, hint: str) -> AfterValidator:
     def check(value: str) -> str:
         if not pattern.fullmatch(value):
@@ -197,10 +204,7 @@ class TrainConfig(_Section):
 
     def channel_uris(self, data_bucket: str) -> dict[str, str]:
         """Each channel's S3 URI, key prefixes resolved against the data bucket."""
-        return {
-            name: source if "://" in source else f"s3://{data_bucket}/{source}"
-            for name, source in self.channels.items()
-        }
+        return {name: channel_uri(data_bucket, source) for name, source in self.channels.items()}
 
 
 class ServerlessConfig(_Section):

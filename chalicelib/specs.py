@@ -29,10 +29,10 @@ def hyperparameter_strings(values: dict[str, Any]) -> dict[str, str]:
 
 
 def channel_uri(settings: Settings, location: str) -> str:
-    """A channel is a key prefix in the data bucket or a full s3:// URI."""
-    if location.startswith("s3://"):
-        return location
-    return f"s3://{settings.data_bucket}/{location.lstrip('/')}"
+    """A channel is a key prefix in the data bucket or a full s3:// URI (the manifest's own rule)."""
+    from chalicelib import manifest  # imported here: only the training request needs the manifest
+
+    return manifest.channel_uri(settings.data_bucket, location)
 
 
 def output_path(settings: Settings, run: Run) -> str:
