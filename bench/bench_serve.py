@@ -33,15 +33,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sagedock.contract import (  # noqa: E402 - after the path set-up, so it runs from a checkout
+# after the path set-up, so that it runs from a checkout
+from sagedock.contract import (  # noqa: E402
     ServeProcess,
-    build_local_image,
     free_port,
     layout_opt_ml,
     pack_model,
     run_train,
     unpack_model,
 )
+from sagedock.image import build_local_image  # noqa: E402
 
 CLASSIC = Path(__file__).resolve().parent / "classic"
 BODY = b"5.1,3.5,1.4,0.2"

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from sagedock.contract import LocalImage, build_local_image, load_local_image
+from sagedock.image import LocalImage, build_local_image, load_local_image
 
 
 @dataclass(frozen=True)

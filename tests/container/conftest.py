@@ -11,15 +11,8 @@ from pathlib import Path
 import pytest
 from sample_bundle import IRIS, SAMPLE, BundleFactory
 
-from sagedock.contract import (
-    LocalImage,
-    ServeProcess,
-    build_local_image,
-    free_port,
-    layout_opt_ml,
-    pack_model,
-    run_train,
-)
+from sagedock.contract import ServeProcess, free_port, layout_opt_ml, pack_model, run_train
+from sagedock.image import LocalImage, build_local_image
 
 # Sessions (the leader's pid) of servers that fixtures keep running across tests.
 SHARED_SESSIONS: set[int] = set()

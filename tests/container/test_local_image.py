@@ -11,16 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from sagedock.contract import (
-    ContractError,
-    LocalImage,
-    build_local_image,
-    layout_opt_ml,
-    load_local_image,
-    pack_model,
-    run_train,
-    unpack_model,
-)
+from sagedock.contract import layout_opt_ml, pack_model, run_train, unpack_model
+from sagedock.image import ContractError, LocalImage, build_local_image, load_local_image
 
 
 def write(root: Path, files: dict[str, str]) -> Path:

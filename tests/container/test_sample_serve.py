@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 from sample_bundle import IRIS
 
-from sagedock.contract import LocalImage, ServeProcess, free_port
+from sagedock.contract import ServeProcess, free_port
+from sagedock.image import LocalImage
 
 FEATURES = [line.split(",", 1)[1] for line in IRIS.read_text().splitlines()]
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from sample_bundle import IRIS
 
-from sagedock.contract import LocalImage, layout_opt_ml, run_train
+from sagedock.contract import layout_opt_ml, run_train
+from sagedock.image import LocalImage
 
 
 def train(image: LocalImage, tmp_path: Path, hyperparameters: dict[str, str], channels: dict[str, Path]):  # type: ignore[no-untyped-def]
