@@ -60,7 +60,7 @@ class Services:
     clients it needs; tests and the local cloud pass their own as keyword arguments instead."""
 
     def __init__(self, settings: Settings, *, clock: Callable[[], str] = utcnow, **adapters: Any) -> None:
-        unknown = set(adapters) - {"runs", "s3", "codebuild", "ecr", "sagemaker", "once"}
+        unknown = set(adapters) - {"dynamodb", "runs", "s3", "codebuild", "ecr", "sagemaker", "once"}
         if unknown:
             raise TypeError(f"unknown services: {sorted(unknown)}")
         self.settings = settings
@@ -69,9 +69,14 @@ class Services:
         self.__dict__.update(adapters)  # shadows the lazy properties below
 
     @cached_property
+    def dynamodb(self) -> Any:
+        """The DynamoDB client of the runs table and the idempotency table."""
+        return client("dynamodb")
+
+    @cached_property
     def runs(self) -> RunStore:
         """The runs table."""
-        return RunStore(client("dynamodb"), self.settings.runs_table)
+        return RunStore(self.dynamodb, self.settings.runs_table)
 
     @cached_property
     def s3(self) -> Any:
@@ -102,7 +107,7 @@ class Services:
     @cached_property
     def once(self) -> Once:
         """At-most-once side effects on the idempotency table."""
-        return Once(self.settings.idempotency_table, client("dynamodb"), context=lambda: self.context)
+        return Once(self.settings.idempotency_table, self.dynamodb, context=lambda: self.context)
 
 
 _override: Services | None = None

@@ -102,9 +102,20 @@ class _HookedApp:
     def __init__(self, inner: Callable[..., Iterable[bytes]], emulator: Emulator) -> None:
         self._inner = inner
         self._emulator = emulator
+        self._atomic = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         key = _identify(environ)
+        if key and key[0] == "dynamodb":
+            # DynamoDB checks a condition and writes as one step; moto does not, and this server is
+            # threaded, so its requests are applied one at a time (the pipeline's guards rely on it).
+            with self._atomic:
+                return list(_iterate(self._dispatch(key, environ, start_response)))
+        return self._dispatch(key, environ, start_response)
+
+    def _dispatch(
+        self, key: tuple[str, str, str] | None, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
         hooks = self._emulator._hooks_for(key) if key else None
         if not key or not hooks:
             return self._inner(environ, start_response)

@@ -4,6 +4,8 @@ delivers them, and hooks answer or watch API calls with errors the SDKs parse.""
 from __future__ import annotations
 
 import json
+import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -112,3 +114,41 @@ def test_any_client_with_the_contracts_settings_reaches_it(emulator: Emulator) -
     session = boto3.session.Session(aws_access_key_id="a", aws_secret_access_key="b", region_name="us-east-1")
     sts = session.client("sts", endpoint_url=emulator.url)
     assert sts.get_caller_identity()["Account"] == "123456789012"
+
+
+def test_a_conditional_write_raced_by_many_threads_succeeds_exactly_once(emulator: Emulator) -> None:
+    dynamodb = emulator.client("dynamodb")
+    dynamodb.create_table(
+        TableName="race",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    writers, keys = 6, 15
+    barrier = threading.Barrier(writers)
+    won: list[str] = []
+
+    def write(writer: int) -> None:
+        barrier.wait()
+        for key in range(keys):
+            try:
+                dynamodb.put_item(
+                    TableName="race",
+                    Item={"pk": {"S": f"k{key}"}, "writer": {"N": str(writer)}},
+                    ConditionExpression="attribute_not_exists(pk)",
+                )
+                won.append(f"k{key}")
+            except ClientError as exc:
+                assert exc.response["Error"]["Code"] == "ConditionalCheckFailedException"
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # interleave the writers between any two steps
+    try:
+        threads = [threading.Thread(target=write, args=(n,)) for n in range(writers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    finally:
+        sys.setswitchinterval(interval)
+    assert sorted(won) == sorted(f"k{key}" for key in range(keys))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -99,6 +100,30 @@ class Recorder:
         return [kwargs for called, kwargs in self.calls if called == name]
 
 
+class Atomic:
+    """Wraps a boto3 client so that its requests are applied one at a time.
+
+    DynamoDB checks a write's condition and applies the write as one step; moto in process does not, so
+    two threads could both pass one condition. Serialising the requests gives the tests the atomicity of
+    each request that the real service guarantees and the pipeline relies on.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if not callable(attr) or name.startswith("_") or name in ("get_paginator", "get_waiter"):
+            return attr
+
+        def call(**kwargs: Any) -> Any:
+            with self._lock:
+                return attr(**kwargs)
+
+        return call
+
+
 @dataclass
 class Cloud:
     """The moto account, the app's test client and the recorded AWS calls."""
@@ -182,6 +207,7 @@ def open_cloud(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, settings: dict[s
 
         wired = services_module.Services(
             real.settings,
+            dynamodb=Atomic(boto3.client("dynamodb", region_name=REGION)),
             codebuild=CodeBuild(codebuild, real.settings.codebuild_project),  # type: ignore[arg-type]
             sagemaker=SageMaker(sagemaker),  # type: ignore[arg-type]
         )
