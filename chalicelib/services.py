@@ -12,6 +12,8 @@ from chalicelib.models import utcnow
 from chalicelib.runs import RunStore
 from chalicelib.settings import Settings, get_settings
 
+KEY_PREFIX = "sagedock"
+
 
 class Once:
     """Runs a side effect at most once per key (powertools idempotency on the idempotency table).
@@ -45,9 +47,14 @@ class Once:
         def side_effect(key: str) -> dict[str, Any]:
             return {"result": action()}
 
-        side_effect.__name__ = key.split(":", 1)[0]
+        # One prefix for every key: without it powertools prefixes the Lambda function's name, and the
+        # two functions that may start the same training job (build finished, image pushed) would not
+        # see each other's records.
         wrapped = idempotent_function(
-            data_keyword_argument="key", persistence_store=self._persistence, config=self._config
+            data_keyword_argument="key",
+            persistence_store=self._persistence,
+            config=self._config,
+            key_prefix=KEY_PREFIX,
         )(side_effect)
         try:
             return wrapped(key=key)["result"]
