@@ -1,9 +1,12 @@
 """The pipeline's transitions: one function per event, each idempotent and safe to replay or reorder.
 
 Every function follows the same order: find the run, decide from its recorded state whether the event
-still applies, perform the AWS side effect (deterministic names and idempotency keys make a replay a
-no-op), then record the transition with a conditional write. Failures end the run FAILED with an error
-a person can act on; only transient AWS errors are raised, so that Lambda retries the event.
+still applies, record the transition with a conditional write, then start the AWS work that emits events
+(a build, a training job, an endpoint change) at most once, under deterministic names and idempotency
+keys. Recording first means that the work's own events, however early, find the run in its new state; a
+delivery that stops between the two is finished by the event's retry, which finds the run in that state
+with its work not yet started. Failures end the run FAILED with an error a person can act on; only
+transient AWS errors are raised, so that Lambda retries the event.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 from chalicelib import names, specs
 from chalicelib import statemachine as sm
 from chalicelib.ecr import CACHE_TAG
-from chalicelib.errors import BundleRejected, Conflict, NotFound, StaleEvent, UpstreamError
+from chalicelib.errors import BundleRejected, Conflict, NotFound, StaleEvent, TransientError, UpstreamError
 from chalicelib.events import (
     BuildStateChange,
     EndpointStateChange,
@@ -286,24 +289,46 @@ def image_pushed(event: ImageAction, svc: Services) -> Outcome:
 
 
 def _start_training(svc: Services, run: Run, digest: str) -> Outcome:
+    if run.status == Status.TRAINING and run.image is not None and run.image.digest == digest:
+        # An earlier delivery (or the other of the push and build events) recorded TRAINING; it may have
+        # stopped before creating the job, so make sure the job exists (at most once).
+        return _launch_training(svc, run, replay=True)
     if run.status != Status.BUILDING:
         return _ignored(f"image already handled; run is {run.status}", run_id=run.run_id)
     assert run.image is not None
     uri = f"{run.image.repository}@{digest}"
     job_name = names.training_job_name(run.run_id, run.attempt)
-    request = specs.training_job_request(run, svc.settings, job_name=job_name, image_uri=uri)
+    # Recorded before the job is created, so that the job's events, however early, find the run TRAINING.
+    outcome, started = _apply(
+        svc,
+        run.run_id,
+        lambda r: sm.start_training(r, digest=digest, uri=uri, job_name=job_name, now=svc.clock()),
+        "training starting",
+    )
+    if started is None:  # a concurrent delivery got there first
+        return outcome
+    return _launch_training(svc, started)
+
+
+def _launch_training(svc: Services, run: Run, *, replay: bool = False) -> Outcome:
+    """Create the run's recorded training job, at most once; a replay that finds it created is ignored."""
+    assert run.image is not None
+    assert run.image.uri
+    assert run.training_job_name
+    job_name = run.training_job_name
+    request = specs.training_job_request(run, svc.settings, job_name=job_name, image_uri=run.image.uri)
+    created: list[bool] = []
     try:
-        svc.once(f"train:{job_name}", lambda: svc.sagemaker.create_training_job(request))
+        svc.once(f"train:{job_name}", lambda: created.append(svc.sagemaker.create_training_job(request)))
     except StaleEvent as exc:
         return _ignored(str(exc), run_id=run.run_id)
     except UpstreamError as exc:
         return _record_failure(svc, run.run_id, Stage.TRAIN, exc.code, exc.message)
-    return _transition(
-        svc,
-        run.run_id,
-        lambda r: sm.start_training(r, digest=digest, uri=uri, job_name=job_name, now=svc.clock()),
-        "training started",
-    )
+    if not created or created[0] is False:
+        return _ignored(f"training job {job_name} already started; run is {run.status}", run_id=run.run_id)
+    if replay:
+        logger.info("training job created on a replay", extra={"job": job_name})
+    return {"action": "training started", "run_id": run.run_id, "status": run.status.value, "job": job_name}
 
 
 # --- Training job state change: deploy, or fail ---------------------------------------------------------
@@ -434,36 +459,36 @@ def endpoint_state_changed(event: EndpointStateChange, svc: Services) -> Outcome
 
 # --- Retry (HTTP) ---------------------------------------------------------------------------------------
 def retry(run_id: str, svc: Services) -> Run:
-    """Restart a FAILED run from its failed stage as a new attempt."""
+    """Restart a FAILED run from its failed stage as a new attempt.
+
+    As for an event, the new attempt is recorded before its work starts (so that the work's events find
+    it); work that cannot start ends the attempt FAILED with the reason, ready to be retried again.
+    """
     run = svc.runs.get(run_id)
     stage = sm.retry_stage(run)
     attempt = run.attempt + 1
-    now = svc.clock()
-    nxt = run.model_copy(update={"attempt": attempt})
     fields: dict[str, Any] = {}
     if stage == Stage.BUILD:
-        image = ImageRef(
-            repository=run.image.repository if run.image else _repository_uri(svc, run), tag=run_id
-        )
-        fields["image"] = image
-        fields["build_id"] = _launch_build(svc, nxt.model_copy(update={"image": image}))
+        repository = run.image.repository if run.image else _repository_uri(svc, run)
+        fields = {"image": ImageRef(repository=repository, tag=run_id), "build_id": None}
     elif stage == Stage.TRAIN:
         if run.image is None or not run.image.uri:
             raise Conflict(f"run {run.run_id} has no image to train on; it restarts from the build")
-        job_name = names.training_job_name(run.run_id, attempt)
-        request = specs.training_job_request(nxt, svc.settings, job_name=job_name, image_uri=run.image.uri)
-        svc.sagemaker.create_training_job(request)
-        fields["training_job_name"] = job_name
+        fields = {"training_job_name": names.training_job_name(run.run_id, attempt)}
+    now = svc.clock()
     updated = svc.runs.update(
         run_id,
         lambda r: sm.retry(r, now=now, **fields) if r.attempt == run.attempt else _raise_stale(r),
     )
-    if stage == Stage.DEPLOY:
-        outcome = _deploy(svc, updated)
-        logger.info("retried deploy", extra=outcome)
-        updated = svc.runs.get(run_id)
     count("StageStarted", stage=stage.value)
-    return updated
+    launch = {Stage.BUILD: _launch_and_record, Stage.TRAIN: _launch_training, Stage.DEPLOY: _deploy}[stage]
+    try:
+        outcome = launch(svc, updated)
+    except TransientError as exc:
+        _record_failure(svc, run_id, stage, exc.code, f"{exc.message} (retry the run again)")
+        raise
+    logger.info(f"retried {stage.value}", extra={"outcome": outcome})
+    return svc.runs.get(run_id)
 
 
 def _raise_stale(run: Run) -> Run:

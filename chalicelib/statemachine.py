@@ -157,8 +157,8 @@ def retry_stage(run: Run) -> Stage:
 def retry(run: Run, *, now: str, **fields: Any) -> Run:
     """FAILED -> the status of the retried stage, as a new attempt (the one way a status moves back).
 
-    The caller has already started the stage's work (a build, a training job, an endpoint change) and
-    passes what it recorded about it in `fields`.
+    Recorded before the stage's work starts (a build, a training job, an endpoint change); `fields`
+    holds what the new attempt needs (a fresh image reference, the new training job's name).
     """
     stage = retry_stage(run)
     status = STATUS_OF_STAGE[stage]

@@ -444,6 +444,59 @@ class TestIdempotency:
         assert cloud.run(run_id)["build_id"] == outcome["build_id"]
         assert len(cloud.codebuild.named("start_build")) == 2  # the throttled call and the real one
 
+    def test_a_training_event_arriving_while_the_job_is_created_is_not_lost(self, cloud: Cloud) -> None:
+        # Given SageMaker reports the job Completed before CreateTrainingJob has returned
+        run_id = built(cloud)
+        create = cloud.sagemaker.inner.create_training_job
+        seen: list[dict[str, Any]] = []
+
+        def create_and_finish(**kwargs: Any) -> Any:
+            response = create(**kwargs)
+            done = training_state(kwargs["TrainingJobName"], "Completed", tags={"sagedock:run-id": run_id})
+            seen.append(cloud.send("training_state_changed", done))
+            return response
+
+        cloud.sagemaker.inner.create_training_job = create_and_finish
+        # When the push is handled
+        outcome = cloud.send("image_pushed", image_action("sagedock/iris", DIGEST, run_id))
+        # Then the early event started the deploy
+        assert outcome["action"] == "training started", outcome
+        assert seen[0]["action"] == "deploy started", seen
+        assert cloud.run(run_id)["status"] == "DEPLOYING"
+
+    def test_a_delivery_that_failed_to_create_the_job_is_resumed_by_the_retry(self, cloud: Cloud) -> None:
+        # Given the first delivery recorded the run TRAINING, then SageMaker throttled the job's creation
+        from botocore.exceptions import ClientError
+
+        from chalicelib.errors import TransientError
+
+        run_id = built(cloud)
+        push = image_action("sagedock/iris", DIGEST, run_id)
+        create = cloud.sagemaker.inner.create_training_job
+
+        def throttled(**_: Any) -> Any:
+            error = {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}
+            raise ClientError(error, "CreateTrainingJob")
+
+        cloud.sagemaker.inner.create_training_job = throttled
+        with pytest.raises(TransientError):
+            cloud.send("image_pushed", push)
+        run = cloud.run(run_id)
+        assert run["status"] == "TRAINING" and _moto_sagemaker().training_jobs == {}
+
+        # When Lambda retries the event, and the build's SUCCEEDED event arrives too
+        cloud.sagemaker.inner.create_training_job = create
+        outcome = cloud.send("image_pushed", push)
+        build_done = build_state(
+            "sagedock-build", run["build_id"], "SUCCEEDED", run_id=run_id, exported={"IMAGE_DIGEST": DIGEST}
+        )
+        late = cloud.send("build_state_changed", build_done)
+
+        # Then the job is created once, under the name the run recorded
+        assert outcome["action"] == "training started" and late["action"] == "ignored", (outcome, late)
+        assert list(_moto_sagemaker().training_jobs) == [run["training_job_name"]]
+        assert len(cloud.sagemaker.named("create_training_job")) == 2  # the throttled call and the real one
+
     def test_late_build_failure_after_training_changes_nothing(self, cloud: Cloud) -> None:
         run_id, _ = trained(cloud)
         build_id = cloud.run(run_id)["build_id"]
@@ -499,6 +552,44 @@ class TestRetry:
         assert run["training_job_name"] == f"{run_id}-t2" != job
         # a late event of the first job changes nothing
         assert cloud.send("training_state_changed", training_state(job, "Failed"))["action"] == "ignored"
+
+    def test_retry_failed_build_launches_a_new_build(self, cloud: Cloud) -> None:
+        run_id = built(cloud)
+        first = cloud.run(run_id)["build_id"]
+        cloud.send("build_state_changed", build_state("sagedock-build", first, "FAILED", run_id=run_id))
+        response = cloud.client.http.post(f"/runs/{run_id}/retry")
+        assert response.status_code == 200, response.body
+        run = cloud.run(run_id)
+        assert run["status"] == "BUILDING" and run["attempt"] == 2
+        assert run["build_id"] not in (None, first)
+        tokens = [call["idempotencyToken"] for call in cloud.codebuild.named("start_build")]
+        assert tokens == [f"{run_id}-1", f"{run_id}-2"]
+        # a late event of the first build changes nothing
+        late = build_state("sagedock-build", first, "FAILED", run_id=run_id)
+        assert cloud.send("build_state_changed", late)["action"] == "ignored"
+
+    def test_a_retry_that_could_not_start_its_work_can_be_retried_again(self, cloud: Cloud) -> None:
+        from botocore.exceptions import ClientError
+
+        run_id, job = trained(cloud)
+        cloud.send("training_state_changed", training_state(job, "Failed", failure_reason="OOM"))
+        create = cloud.sagemaker.inner.create_training_job
+
+        def throttled(**_: Any) -> Any:
+            error = {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}
+            raise ClientError(error, "CreateTrainingJob")
+
+        cloud.sagemaker.inner.create_training_job = throttled
+        response = cloud.client.http.post(f"/runs/{run_id}/retry")
+        assert response.status_code == 503, response.body
+        run = cloud.run(run_id)
+        assert run["status"] == "FAILED" and "retry the run again" in run["error"]["message"]
+
+        cloud.sagemaker.inner.create_training_job = create
+        assert cloud.client.http.post(f"/runs/{run_id}/retry").status_code == 200
+        run = cloud.run(run_id)
+        assert run["status"] == "TRAINING" and run["attempt"] == 3
+        assert list(_moto_sagemaker().training_jobs) == [job, f"{run_id}-t3"]
 
     def test_retry_of_a_bad_bundle_is_refused(self, cloud: Cloud) -> None:
         run_id = received(cloud, body=make_bundle({"Dockerfile": None}))["run_id"]
