@@ -65,13 +65,22 @@ class Submission:
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("submit", help="upload a bundle (a directory or a zip) and start a run")
     parser.add_argument("path", metavar="DIR|ZIP", type=Path)
-    parser.add_argument("--project", required=True, help=PROJECT_HELP)
+    parser.add_argument("--project", required=True, type=project_name, help=PROJECT_HELP)
     parser.add_argument("--follow", action="store_true", help="show the run stage by stage until it ends")
     parser.add_argument(
         "--timeout", type=float, default=1800, help="give up following after this many seconds"
     )
     add_target_arguments(parser)
     parser.set_defaults(func=run)
+
+
+def project_name(value: str) -> str:
+    """--project, checked before anything else (so a typo is named even with no API to talk to)."""
+    from chalicelib import names
+
+    if not names.is_valid_project(value):
+        raise argparse.ArgumentTypeError(f"invalid project {value!r}: {PROJECT_HELP}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:

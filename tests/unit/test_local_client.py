@@ -107,3 +107,18 @@ def test_an_unreachable_api_is_an_api_error() -> None:
     )
     with pytest.raises(ApiError, match="cannot reach"):
         ApiClient(target, timeout=2).health()
+
+
+def test_submit_names_a_bad_project_before_looking_for_an_api(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sagedock.cli import main
+
+    monkeypatch.delenv("SAGEDOCK_API_URL", raising=False)
+    monkeypatch.setenv("SAGEDOCK_LOCAL_STATE", str(tmp_path))  # no local cloud running
+    with pytest.raises(SystemExit) as exited:
+        main(["submit", str(tmp_path), "--project", "Iris_Model"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid project 'Iris_Model'" in err and "lowercase" in err
+    assert "local up" not in err
