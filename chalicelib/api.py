@@ -80,11 +80,7 @@ def json_errors(view: F) -> F:
             return error_response(exc)
         except Exception:
             logger.exception("unhandled error in the HTTP API")
-            return Response(
-                body={"code": "Internal", "message": "internal error; see the API's logs"},
-                status_code=500,
-                headers={"Content-Type": "application/json"},
-            )
+            return error_response(SagedockError("internal error; see the API's logs"))
 
     return wrapper  # type: ignore[return-value]
 

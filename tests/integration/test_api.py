@@ -266,6 +266,18 @@ def test_unknown_run_is_a_json_404(cloud: Cloud) -> None:
 # --- uploads ------------------------------------------------------------------------------------------
 
 
+def test_an_unexpected_error_is_a_json_500_that_reveals_nothing(
+    cloud: Cloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(**_: Any) -> Any:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(services_module.get_services().runs, "list", broken)
+    status, body = get(cloud, "/runs")
+    assert status == 500
+    assert body == {"code": "Internal", "message": "internal error; see the API's logs"}
+
+
 def test_upload_is_a_presigned_post_for_a_bundle_key(cloud: Cloud) -> None:
     status, body = post_json(cloud, "/uploads", {"project": "iris"})
 
