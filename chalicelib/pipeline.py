@@ -292,7 +292,7 @@ def _start_training(svc: Services, run: Run, digest: str) -> Outcome:
     if run.status == Status.TRAINING and run.image is not None and run.image.digest == digest:
         # An earlier delivery (or the other of the push and build events) recorded TRAINING; it may have
         # stopped before creating the job, so make sure the job exists (at most once).
-        return _launch_training(svc, run, replay=True)
+        return _launch_training(svc, run)
     if run.status != Status.BUILDING:
         return _ignored(f"image already handled; run is {run.status}", run_id=run.run_id)
     assert run.image is not None
@@ -310,7 +310,7 @@ def _start_training(svc: Services, run: Run, digest: str) -> Outcome:
     return _launch_training(svc, started)
 
 
-def _launch_training(svc: Services, run: Run, *, replay: bool = False) -> Outcome:
+def _launch_training(svc: Services, run: Run) -> Outcome:
     """Create the run's recorded training job, at most once; a replay that finds it created is ignored."""
     assert run.image is not None
     assert run.image.uri
@@ -326,8 +326,6 @@ def _launch_training(svc: Services, run: Run, *, replay: bool = False) -> Outcom
         return _record_failure(svc, run.run_id, Stage.TRAIN, exc.code, exc.message)
     if not created or created[0] is False:
         return _ignored(f"training job {job_name} already started; run is {run.status}", run_id=run.run_id)
-    if replay:
-        logger.info("training job created on a replay", extra={"job": job_name})
     return {"action": "training started", "run_id": run.run_id, "status": run.status.value, "job": job_name}
 
 
