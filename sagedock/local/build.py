@@ -401,7 +401,9 @@ class BuildExecutor:
 
 
 def parse_build_args(text: str) -> dict[str, str]:
-    """`K=V K2=V2` (the buildspec's BUILD_ARGS) as a mapping."""
+    """The buildspec's BUILD_ARGS as a mapping: a JSON object (what the pipeline sends), or `K=V K2=V2`."""
+    if (text or "").startswith("{"):
+        return {str(name): str(value) for name, value in json.loads(text).items()}
     args: dict[str, str] = {}
     for word in shlex.split(text or ""):
         name, sep, value = word.partition("=")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 from pathlib import Path
 
@@ -46,6 +47,11 @@ def test_what_is_not_an_image_reference_is_refused(uri: str) -> None:
 def test_build_args_are_the_buildspecs_space_separated_pairs() -> None:
     assert parse_build_args("A=1 B='two words' C=") == {"A": "1", "B": "two words", "C": ""}
     assert parse_build_args("") == {}
+
+
+def test_build_args_as_the_pipeline_sends_them_a_json_object() -> None:
+    sent = json.dumps({"PYTHON_VERSION": "3.11", "GREETING": "hello world", "EMPTY": ""}, sort_keys=True)
+    assert parse_build_args(sent) == {"PYTHON_VERSION": "3.11", "GREETING": "hello world", "EMPTY": ""}
 
 
 def _zip(entries: dict[str, bytes]) -> bytes:
