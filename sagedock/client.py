@@ -47,10 +47,6 @@ class Target:
     # The running local cloud's dummy credentials, when it was found through its state directory.
     credentials: tuple[str, str] | None = None
 
-    def environment(self) -> dict[str, str]:
-        """Variables that point an AWS SDK at this target (only the endpoint is ours to set)."""
-        return {"AWS_ENDPOINT_URL": self.endpoint_url} if self.endpoint_url else {}
-
 
 def resolve_target(
     *,
@@ -138,9 +134,6 @@ class ApiClient:
         """A presigned POST for a bundle (for callers with no S3 rights of their own)."""
         body = json.dumps({"project": project, "name": name}).encode()
         return self._json("POST", "/uploads", body=body)
-
-    def retry(self, run_id: str) -> dict[str, Any]:
-        return self._json("POST", f"/runs/{urllib.parse.quote(run_id, safe='')}/retry", body=b"{}")
 
     def invoke(
         self, endpoint: str, body: bytes, *, content_type: str = "text/csv", accept: str | None = None

@@ -299,8 +299,6 @@ def _exec_or_shell(args: str, shell: Sequence[str], line: int, keyword: str) -> 
             parsed = None
         if isinstance(parsed, list) and all(isinstance(item, str) for item in parsed):
             return list(parsed)
-        if keyword == "SHELL":
-            raise DockerfileError(line, 'SHELL needs a JSON array of strings, e.g. ["/bin/bash", "-c"]')
     if keyword == "SHELL":
         raise DockerfileError(line, 'SHELL needs a JSON array of strings, e.g. ["/bin/bash", "-c"]')
     return [*shell, args] if args else []

@@ -17,7 +17,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.names import PROJECT_RULE
+from chalicelib.names import PROJECT_RULE, is_valid_project, run_id_for
 from sagedock.client import (
     ApiClient,
     ApiError,
@@ -76,9 +76,7 @@ def register(subparsers: Any) -> None:
 
 def project_name(value: str) -> str:
     """--project, checked before anything else (so a typo is named even with no API to talk to)."""
-    from chalicelib import names
-
-    if not names.is_valid_project(value):
+    if not is_valid_project(value):
         raise argparse.ArgumentTypeError(f"invalid project {value!r}: {PROJECT_HELP}")
     return value
 
@@ -162,9 +160,7 @@ def zip_directory(root: Path) -> bytes:
 
 def submit(path: Path, project: str, target: Target, *, say: Callable[[str], Any] = print) -> Submission:
     """Upload the bundle under bundles/<project>/ and work out the run it starts."""
-    from chalicelib import names
-
-    if not names.is_valid_project(project):
+    if not is_valid_project(project):
         raise SubmitError(f"invalid project {project!r}: {PROJECT_HELP}")
     data = bundle_bytes(path)
     name = f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{hashlib.sha256(data).hexdigest()[:8]}.zip"
@@ -179,7 +175,7 @@ def submit(path: Path, project: str, target: Target, *, say: Callable[[str], Any
         bucket, key, etag, version_id = _presigned_upload(target, project, name, data)
     say(f"uploaded s3://{bucket}/{key} ({len(data)} bytes)")
     if version_id or etag:
-        run_id = names.run_id_for(project, bucket, key, version_id or etag)
+        run_id = run_id_for(project, bucket, key, version_id or etag)
     else:  # the upload's answer did not identify the object version: ask the API which run it started
         run_id = _run_of(ApiClient(target), project, key)
     say(f"run {run_id}")

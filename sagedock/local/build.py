@@ -15,7 +15,6 @@ import shlex
 import shutil
 import threading
 import zipfile
-from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -432,8 +431,3 @@ def extract_bundle(data: bytes, dest: Path) -> None:
             mode = (info.external_attr >> 16) & 0o777
             if mode:
                 target.chmod(mode | 0o600)
-
-
-def environment_map(variables: list[Mapping[str, str]]) -> dict[str, str]:
-    """name -> value of CodeBuild environment variables."""
-    return {v["name"]: v.get("value", "") for v in variables}

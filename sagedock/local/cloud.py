@@ -11,8 +11,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -233,14 +232,3 @@ def _reset_cached_settings() -> None:
             cached = getattr(module, attr)
             if callable(getattr(cached, "cache_clear", None)):
                 cached.cache_clear()
-
-
-@contextmanager
-def running(**kwargs: Any) -> Iterator[LocalCloud]:
-    """A started LocalCloud, stopped on exit."""
-    cloud = LocalCloud(**kwargs)
-    cloud.start()
-    try:
-        yield cloud
-    finally:
-        cloud.stop()

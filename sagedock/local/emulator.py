@@ -76,7 +76,6 @@ class EventBus:
     def __init__(self) -> None:
         self._subscribers: list[Subscriber] = []
         self._lock = threading.Lock()
-        self.published = 0
 
     def subscribe(self, subscriber: Subscriber) -> None:
         """Receive every event on the bus from now on."""
@@ -87,7 +86,6 @@ class EventBus:
         """Deliver one event to every subscriber; a failing subscriber never fails the publisher."""
         with self._lock:
             subscribers = list(self._subscribers)
-            self.published += 1
         log.debug("event %s %s", event.get("detail-type"), json.dumps(event.get("detail"))[:300])
         for subscriber in subscribers:
             try:

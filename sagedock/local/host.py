@@ -84,11 +84,6 @@ class HostExecutor:
         for entry in serving:
             self._retire(entry)
 
-    def endpoints(self) -> dict[str, str]:
-        """endpoint name -> URL of the serve behind it (for logs and diagnostics)."""
-        with self._lock:
-            return {name: s.process.url for name, s in self._serving.items()}
-
     # -- API ------------------------------------------------------------------------------------------------
     def _unique(self, field: str, kind: str, label: str) -> Any:
         def check(call: ApiCall) -> ApiReply | None:

@@ -72,11 +72,6 @@ class Router:
         self._closed = False
         self.invocations: list[Invocation] = []
 
-    @property
-    def functions(self) -> list[str]:
-        """The names of the handlers events can reach."""
-        return [s.name for s in self._subscriptions]
-
     def matching(self, event: Mapping[str, Any]) -> list[str]:
         """The handlers whose pattern matches the event."""
         return [s.name for s in self._subscriptions if matches(s.pattern, event)]
