@@ -7,8 +7,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sagedock.contract import check_container
-
 
 def _pairs(values: list[str], option: str) -> dict[str, str]:
     result: dict[str, str] = {}
@@ -69,6 +67,8 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the check and print the report; 0 only if every check passed."""
+    from sagedock.contract import check_container  # here, not at the top: every command builds the parser
+
     directory: Path = args.directory
     if not (directory / args.dockerfile).is_file():
         print(f"sagedock check-container: no {args.dockerfile} in {directory}", file=sys.stderr)
