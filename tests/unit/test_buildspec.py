@@ -138,7 +138,7 @@ echo ecr-token
 
 
 def run_buildspec(spec: dict[str, Any], tmp_path: Path, **overrides: str) -> dict[str, Any]:
-    """Run the phases as CodeBuild does; return the calls made, exported variables and failures."""
+    """Run the phases as CodeBuild does; return the calls made, exported variables, failures and stderr."""
     stubs = tmp_path / "stubs"
     stubs.mkdir()
     for name, body in (("docker", DOCKER_STUB), ("curl", CURL_STUB), ("aws", AWS_STUB)):
@@ -173,6 +173,7 @@ def run_buildspec(spec: dict[str, Any], tmp_path: Path, **overrides: str) -> dic
     state = tmp_path / "state.sh"
     state.write_text("")
     failed: list[str] = []
+    stderr: list[str] = []
     for phase in PHASES:
         if failed and phase != "post_build":
             continue
@@ -183,11 +184,17 @@ def run_buildspec(spec: dict[str, Any], tmp_path: Path, **overrides: str) -> dic
             result = subprocess.run(
                 ["bash", "-c", script], cwd=bundle, env=env, capture_output=True, text=True
             )
+            stderr.append(result.stderr)
             if result.returncode != 0:
                 failed.append(phase)
                 break
     exported = dict(re.findall(r'^declare -x (IMAGE_URI|IMAGE_DIGEST)="([^"]*)"', state.read_text(), re.M))
-    return {"calls": calls.read_text().splitlines(), "exported": exported, "failed": failed, "tmp": tmp_path}
+    return {
+        "calls": calls.read_text().splitlines(),
+        "exported": exported,
+        "failed": failed,
+        "stderr": "".join(stderr),
+    }
 
 
 def index_of(calls: list[str], prefix: str) -> int:
@@ -288,6 +295,7 @@ def test_build_args_as_json_and_smoke_settings(spec: dict[str, Any], tmp_path: P
 def test_missing_variables_are_named(spec: dict[str, Any], tmp_path: Path) -> None:
     outcome = run_buildspec(spec, tmp_path, IMAGE_REPO_URI="")
     assert outcome["failed"] == ["pre_build", "post_build"]
+    assert "buildspec: IMAGE_REPO_URI is not set (see docs/buildspec.md)" in outcome["stderr"]
     assert not [call for call in outcome["calls"] if call.startswith(("docker login", "docker build"))]
 
 
