@@ -22,7 +22,8 @@ from registry_auth import handler as registry_auth
 SECRET_ID = "arn:aws:secretsmanager:us-east-1:123456789012:secret:sagedock/registry-AbCdEf"
 USERNAME = "sagemaker-puller"
 PASSWORD = "pw-9f2c1e7a4b"  # distinctive, so a leak anywhere is found by a plain search
-INFRA = Path(__file__).resolve().parents[2] / "infra" / "registry_auth.json"
+ROOT = Path(__file__).resolve().parents[2]
+INFRA = ROOT / "infra" / "registry_auth.json"
 
 
 class FakeSecretsManager:
@@ -423,7 +424,18 @@ def test_the_login_repr_shows_no_value() -> None:
     ],
 )
 def test_lambda_application_log_level_names_map_to_python_levels(level: str, expected: int) -> None:
-    assert registry_auth._LEVELS.get(level.upper(), logging.INFO) == expected
+    # Given a fresh function whose Lambda application log level is `level`
+    probe = "import registry_auth.handler as h; print(h.logger.level)"
+    answer = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        env={**os.environ, "AWS_LAMBDA_LOG_LEVEL": level},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    # Then its logger logs at the matching Python level
+    assert int(answer.stdout) == expected
 
 
 # --- its CloudFormation: the function as the handler expects it, and least privilege --------------------
