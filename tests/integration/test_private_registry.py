@@ -39,6 +39,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from moto import mock_aws
 
 from registry_auth import handler as registry_auth
+from sagedock.local.images import parse_image_uri
 
 REGISTRY = shutil.which("docker-registry") or next(
     (path for path in ("/usr/bin/docker-registry",) if os.access(path, os.X_OK)), None
@@ -406,10 +407,14 @@ def test_an_image_pushed_with_the_login_is_pulled_back_by_digest(
     assert manifest_digest == _digest(manifest)
 
     # What the pipeline hands SageMaker: host/repository@sha256:..., never a tag.
-    image_uri = f"{registry.host}:{registry.port}/{REPOSITORY}@{manifest_digest}"
-    host, _, reference = image_uri.partition("/")
-    repository, _, digest = reference.partition("@")
-    assert (host, repository) == (f"{registry.host}:{registry.port}", REPOSITORY)
+    # The image is pulled back through the reference as an image-reference parser reads it.
+    image = parse_image_uri(f"{registry.host}:{registry.port}/{REPOSITORY}@{manifest_digest}")
+    assert (image.registry, image.repository, image.tag) == (
+        f"{registry.host}:{registry.port}",
+        REPOSITORY,
+        None,
+    )
+    repository, digest = image.repository, image.digest
 
     pulled = registry.request(
         "GET", f"/v2/{repository}/manifests/{digest}", login=login, headers={"Accept": MANIFEST_V2}
