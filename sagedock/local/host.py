@@ -22,7 +22,7 @@ from typing import Any
 from sagedock.contract import ServeProcess, free_port
 from sagedock.local import events
 from sagedock.local.emulator import ApiCall, ApiReply, Emulator
-from sagedock.local.images import ImageStore, parse_image_uri
+from sagedock.local.images import ImageStore
 from sagedock.local.logs import line_logger
 
 log = logging.getLogger("local_cloud.host")
@@ -217,13 +217,7 @@ class HostExecutor:
 
     def _resolve_image(self, uri: str) -> Any:
         try:
-            ref = parse_image_uri(uri)
-            ecr = self._emulator.client("ecr")
-            image_id = {"imageDigest": ref.digest} if ref.digest else {"imageTag": ref.tag or "latest"}
-            described = ecr.describe_images(repositoryName=ref.repository, imageIds=[image_id])[
-                "imageDetails"
-            ]
-            return self._store.get(ref.digest or described[0]["imageDigest"])
+            return self._store.pull(uri, self._emulator.client("ecr"))
         except Exception as exc:
             raise DeployFailed(
                 f"The image '{uri}' does not exist or the execution role lacks permissions to pull it"

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sagedock.image import LocalImage, build_local_image, load_local_image
 
@@ -66,6 +67,19 @@ class ImageStore:
         if not path.is_dir():
             raise KeyError(digest)
         return load_local_image(path)
+
+    def pull(self, uri: str, ecr: Any) -> LocalImage:
+        """The image a registry reference names, found through the emulator's ECR as SageMaker pulls it.
+
+        ValueError when `uri` is not an image reference; LookupError when ECR or this store lacks it.
+        """
+        ref = parse_image_uri(uri)
+        image_id = {"imageDigest": ref.digest} if ref.digest else {"imageTag": ref.tag or "latest"}
+        try:
+            described = ecr.describe_images(repositoryName=ref.repository, imageIds=[image_id])
+            return self.get(ref.digest or described["imageDetails"][0]["imageDigest"])
+        except Exception as exc:
+            raise LookupError(f"{uri} is not in the registry or was not built here") from exc
 
     def _path(self, digest: str) -> Path:
         algorithm, _, hexdigest = digest.partition(":")

@@ -23,7 +23,7 @@ from typing import Any
 from sagedock.contract import layout_opt_ml, pack_model, run_train
 from sagedock.local import events
 from sagedock.local.emulator import ApiCall, ApiReply, Emulator
-from sagedock.local.images import ImageStore, parse_image_uri
+from sagedock.local.images import ImageStore
 from sagedock.local.logs import line_logger
 
 log = logging.getLogger("local_cloud.train")
@@ -161,18 +161,10 @@ class TrainExecutor:
 
     def _resolve_image(self, uri: str) -> Any:
         try:
-            ref = parse_image_uri(uri)
+            return self._store.pull(uri, self._emulator.client("ecr"))
         except ValueError as exc:
             raise JobFailed(f"ClientError: {exc}") from exc
-        ecr = self._emulator.client("ecr")
-        image_id = {"imageDigest": ref.digest} if ref.digest else {"imageTag": ref.tag or "latest"}
-        try:
-            described = ecr.describe_images(repositoryName=ref.repository, imageIds=[image_id])[
-                "imageDetails"
-            ]
-            digest = ref.digest or described[0]["imageDigest"]
-            return self._store.get(digest)
-        except Exception as exc:
+        except LookupError as exc:
             raise JobFailed(
                 f"ClientError: Cannot pull the training image {uri}: it does not exist in the registry "
                 "or was not built here"
