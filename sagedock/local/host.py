@@ -252,9 +252,11 @@ class HostExecutor:
 
     def _exists(self, kind: str, name: str) -> bool:
         backend = self._backend()
-        collection = {"model": backend._models, "endpoint-config": backend.endpoint_configs}.get(kind)
-        if kind == "endpoint":
-            collection = backend.endpoints
+        collection = {
+            "model": backend._models,
+            "endpoint-config": backend.endpoint_configs,
+            "endpoint": backend.endpoints,
+        }.get(kind)
         return collection is not None and name in collection
 
     def _set_endpoint(

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sagedock.contract import layout_opt_ml, pack_model, run_train
+from sagedock.contract import FAILURE_REASON_LIMIT, layout_opt_ml, pack_model, run_train
 from sagedock.local import events
 from sagedock.local.emulator import ApiCall, ApiReply, Emulator
 from sagedock.local.images import ImageStore
@@ -106,10 +106,10 @@ class TrainExecutor:
         try:
             self._train(name, request, root)
         except JobFailed as failure:
-            self._finish(name, "Failed", failure_reason=str(failure)[:1024])
+            self._finish(name, "Failed", failure_reason=str(failure)[:FAILURE_REASON_LIMIT])
         except Exception as exc:
             log.exception("training job %s failed unexpectedly", name)
-            self._finish(name, "Failed", failure_reason=f"InternalServerError: {exc}"[:1024])
+            self._finish(name, "Failed", failure_reason=f"InternalServerError: {exc}"[:FAILURE_REASON_LIMIT])
         finally:
             shutil.rmtree(root, ignore_errors=True)
 
