@@ -24,7 +24,6 @@ packaging time knows or what lives elsewhere as its single source of truth:
 from __future__ import annotations
 
 import argparse
-import copy
 import importlib
 import json
 import os
@@ -238,6 +237,10 @@ def _retention(resources: dict[str, Any], stage: str) -> None:
         resources["RunsTable"]["Properties"]["DeletionProtectionEnabled"] = True
 
 
+# registry_auth.json's parameters that this stack fills itself (the role it creates, the zip it packages).
+REPLACED_PARAMETERS = ("SageMakerRoleName", "RegistryAuthCodeBucket", "RegistryAuthCodeKey")
+
+
 def registry_auth_fragment() -> dict[str, Any]:
     """infra/registry_auth.json made a conditional part of this stack.
 
@@ -245,9 +248,9 @@ def registry_auth_fragment() -> dict[str, Any]:
     become registry_auth.zip next to the template (uploaded by `aws cloudformation package`); its
     secret parameter may be empty; and each of its resources and outputs exists only in private mode.
     """
-    fragment: dict[str, Any] = copy.deepcopy(load_json(REGISTRY_AUTH_FRAGMENT))
+    fragment: dict[str, Any] = load_json(REGISTRY_AUTH_FRAGMENT)
     parameters = fragment["Parameters"]
-    for name in ("SageMakerRoleName", "RegistryAuthCodeBucket", "RegistryAuthCodeKey"):
+    for name in REPLACED_PARAMETERS:
         parameters.pop(name)
     secret = parameters["RegistrySecretArn"]
     secret["AllowedPattern"] = "^$|" + secret["AllowedPattern"]
@@ -260,8 +263,9 @@ def registry_auth_fragment() -> dict[str, Any]:
     outputs = fragment.get("Outputs", {})
     for output in outputs.values():
         output["Condition"] = PRIVATE_REGISTRY
-    dropped = {"SageMakerRoleName", "RegistryAuthCodeBucket", "RegistryAuthCodeKey"}
-    dangling = [node for node in walk(resources) if isinstance(node, dict) and node.get("Ref") in dropped]
+    dangling = [
+        node for node in walk(resources) if isinstance(node, dict) and node.get("Ref") in REPLACED_PARAMETERS
+    ]
     if dangling:
         raise PackagingError(
             f"infra/registry_auth.json still refers to {dangling}: adapt registry_auth_fragment"
