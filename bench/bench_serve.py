@@ -42,7 +42,7 @@ from sagedock.contract import (  # noqa: E402
     run_train,
     unpack_model,
 )
-from sagedock.image import build_local_image  # noqa: E402
+from sagedock.image import LocalImage, build_local_image  # noqa: E402
 
 CLASSIC = Path(__file__).resolve().parent / "classic"
 BODY = b"5.1,3.5,1.4,0.2"
@@ -183,9 +183,8 @@ def measure(stack: str, url: str, port: int, args: argparse.Namespace, workdir: 
 # ---------------------------------------------------------------- the two stacks
 
 
-def train_model(workdir: Path) -> Path:
+def train_model(image: LocalImage, workdir: Path) -> Path:
     """The sample trained on the shipped data; returns model.tar.gz."""
-    image = build_local_image(ROOT / "container", workdir / "image")
     opt_ml = workdir / "train"
     layout_opt_ml(
         opt_ml, hyperparameters={"max_leaf_nodes": "5"}, channels={"train": ROOT / "container" / "data"}
@@ -197,9 +196,10 @@ def train_model(workdir: Path) -> Path:
 
 
 @contextlib.contextmanager
-def sample_stack(model_tar: Path, workdir: Path, workers: int) -> Iterator[tuple[str, int]]:
+def sample_stack(
+    image: LocalImage, model_tar: Path, workdir: Path, workers: int
+) -> Iterator[tuple[str, int]]:
     """The sample container's serve, as process mode runs it."""
-    image = build_local_image(ROOT / "container", workdir / "image")
     port = free_port()
     server = ServeProcess.start(
         image, model_tar, port=port, workdir=workdir / "sample", extra_env={"SAGEDOCK_WORKERS": str(workers)}
@@ -310,8 +310,9 @@ def main() -> int:
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="sagedock-bench-") as tmp:
         workdir = Path(tmp)
-        model_tar = train_model(workdir)
-        with sample_stack(model_tar, workdir, args.workers) as (url, port):
+        image = build_local_image(ROOT / "container", workdir / "image")
+        model_tar = train_model(image, workdir)
+        with sample_stack(image, model_tar, workdir, args.workers) as (url, port):
             expected = same_answer((url, port))
             results.append(measure("sample serve", url, port, args, workdir))
         if "nginx" in missing:
