@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from aws_events import build_state, endpoint_state, image_action, training_state
+from botocore.exceptions import ClientError
 from moto_cloud import REGION, Cloud, make_bundle
+
+from chalicelib.errors import TransientError
 
 DIGEST = "sha256:" + "ab" * 32
 KEY = "bundles/iris/v1.zip"
@@ -281,20 +285,9 @@ class TestFailures:
     def test_training_rejected_by_sagemaker_is_recorded(self, cloud: Cloud) -> None:
         bundle = make_bundle({"sagedock.toml": b'[train]\ninstance_type = "ml.nonexistent.huge"\n'})
         run_id = received(cloud, body=bundle)["run_id"]
-        from botocore.exceptions import ClientError
-
-        def refuse(**_: Any) -> None:
-            raise ClientError(
-                {
-                    "Error": {
-                        "Code": "ValidationException",
-                        "Message": "Value 'ml.nonexistent.huge' is not valid",
-                    }
-                },
-                "CreateTrainingJob",
-            )
-
-        cloud.sagemaker.inner.create_training_job = refuse
+        cloud.sagemaker.inner.create_training_job = refusing(
+            "ValidationException", "Value 'ml.nonexistent.huge' is not valid", "CreateTrainingJob"
+        )
         cloud.send("image_pushed", image_action("sagedock/iris", DIGEST, run_id))
         run = cloud.run(run_id)
         assert run["status"] == "FAILED" and run["error"]["stage"] == "train"
@@ -306,6 +299,15 @@ class TestFailures:
         outcome = cloud.send("image_pushed", event)
         assert outcome["action"] == "rejected"
         assert "image-digest" in outcome["reason"]
+
+
+def refusing(code: str, message: str, operation: str) -> Callable[..., Any]:
+    """A stand-in for an AWS call that AWS refuses with this error code."""
+
+    def refuse(**_: Any) -> Any:
+        raise ClientError({"Error": {"Code": code, "Message": message}}, operation)
+
+    return refuse
 
 
 def deliver_concurrently(
@@ -417,19 +419,11 @@ class TestIdempotency:
 
     def test_a_delivery_that_failed_to_launch_the_build_is_resumed_by_the_retry(self, cloud: Cloud) -> None:
         # Given the first delivery recorded the run BUILDING, then CodeBuild throttled the launch
-        from botocore.exceptions import ClientError
-
-        from chalicelib.errors import TransientError
 
         event = cloud.upload(KEY, make_bundle())
         start_build = cloud.codebuild.inner.start_build
 
-        def throttled(**_: Any) -> Any:
-            raise ClientError(
-                {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "StartBuild"
-            )
-
-        cloud.codebuild.inner.start_build = throttled
+        cloud.codebuild.inner.start_build = refusing("ThrottlingException", "Rate exceeded", "StartBuild")
         with pytest.raises(TransientError):
             cloud.send("bundle_uploaded", event)
         run_id = cloud.client.http.get("/runs").json_body["runs"][0]["run_id"]
@@ -466,19 +460,14 @@ class TestIdempotency:
 
     def test_a_delivery_that_failed_to_create_the_job_is_resumed_by_the_retry(self, cloud: Cloud) -> None:
         # Given the first delivery recorded the run TRAINING, then SageMaker throttled the job's creation
-        from botocore.exceptions import ClientError
-
-        from chalicelib.errors import TransientError
 
         run_id = built(cloud)
         push = image_action("sagedock/iris", DIGEST, run_id)
         create = cloud.sagemaker.inner.create_training_job
 
-        def throttled(**_: Any) -> Any:
-            error = {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}
-            raise ClientError(error, "CreateTrainingJob")
-
-        cloud.sagemaker.inner.create_training_job = throttled
+        cloud.sagemaker.inner.create_training_job = refusing(
+            "ThrottlingException", "Rate exceeded", "CreateTrainingJob"
+        )
         with pytest.raises(TransientError):
             cloud.send("image_pushed", push)
         run = cloud.run(run_id)
@@ -569,17 +558,13 @@ class TestRetry:
         assert cloud.send("build_state_changed", late)["action"] == "ignored"
 
     def test_a_retry_that_could_not_start_its_work_can_be_retried_again(self, cloud: Cloud) -> None:
-        from botocore.exceptions import ClientError
-
         run_id, job = trained(cloud)
         cloud.send("training_state_changed", training_state(job, "Failed", failure_reason="OOM"))
         create = cloud.sagemaker.inner.create_training_job
 
-        def throttled(**_: Any) -> Any:
-            error = {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}
-            raise ClientError(error, "CreateTrainingJob")
-
-        cloud.sagemaker.inner.create_training_job = throttled
+        cloud.sagemaker.inner.create_training_job = refusing(
+            "ThrottlingException", "Rate exceeded", "CreateTrainingJob"
+        )
         response = cloud.client.http.post(f"/runs/{run_id}/retry")
         assert response.status_code == 503, response.body
         run = cloud.run(run_id)
