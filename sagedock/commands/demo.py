@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sagedock.client import ApiClient, ApiError, Target
+from sagedock.client import ApiClient, ApiError, Target, resolve_target
 from sagedock.commands.local import configure_logging
 from sagedock.commands.status import error_text, timeline
 from sagedock.commands.submit import SubmitError, follow, submit
@@ -63,13 +63,7 @@ def run(args: argparse.Namespace) -> int:
     cloud = LocalCloud(state_dir=args.state_dir)
     try:
         contract = cloud.start()
-        target = Target(
-            api_url=contract["SAGEDOCK_API_URL"],
-            source_bucket=contract["SAGEDOCK_SOURCE_BUCKET"],
-            endpoint_url=contract["AWS_ENDPOINT_URL"],
-            region=contract["AWS_REGION"],
-            local=True,
-        )
+        target = resolve_target(environ=contract)
         say(f"API {target.api_url}, emulator {target.endpoint_url}")
         return _demo(target, bundle, args.timeout, say)
     except (SubmitError, ApiError, TimeoutError, AlreadyRunning) as exc:
