@@ -21,7 +21,6 @@ from infra import package
 from registry_auth.build import deployment_zip
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIG = json.loads((ROOT / ".chalice" / "config.json").read_text())
 REPO_BUILDSPEC = ROOT / "buildspec.yml"
 STAND_IN_BUILDSPEC = "version: 0.2\nphases:\n  build:\n    commands:\n      - echo stand-in\n"
 NO_VALUE = {"Ref": "AWS::NoValue"}
@@ -59,20 +58,10 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def buildspec(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """buildspec.yml, or a stand-in while the repository has none yet."""
-    if REPO_BUILDSPEC.exists():
-        return REPO_BUILDSPEC
-    path = tmp_path_factory.mktemp("buildspec") / "buildspec.yml"
-    path.write_text(STAND_IN_BUILDSPEC)
-    return path
-
-
-@pytest.fixture(scope="module")
-def outdir(tmp_path_factory: pytest.TempPathFactory, buildspec: Path) -> Path:
+def outdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The dev stage, packaged once for the whole module."""
     out = tmp_path_factory.mktemp("package") / "out"
-    assert package.main(["dev", str(out), "--buildspec", str(buildspec)]) == 0
+    assert package.main(["dev", str(out), "--buildspec", str(REPO_BUILDSPEC)]) == 0
     return out
 
 
@@ -204,21 +193,15 @@ def test_the_tables_have_exactly_the_schemas_of_chalicelib_runs(resources: dict[
     }
 
 
-def test_the_build_project_runs_the_buildspec_privileged_on_an_s3_source(
-    resources: dict[str, Any], buildspec: Path
+def test_the_build_project_runs_the_repository_buildspec_privileged_on_an_s3_source(
+    resources: dict[str, Any],
 ) -> None:
     project = resources["BuildProject"]["Properties"]
     assert project["Source"]["Type"] == "S3"
-    assert project["Source"]["BuildSpec"] == buildspec.read_text()
+    assert project["Source"]["BuildSpec"] == REPO_BUILDSPEC.read_text()
     assert project["Environment"]["Type"] == "LINUX_CONTAINER"
     assert project["Environment"]["PrivilegedMode"] is True
     assert project["ServiceRole"] == {"Fn::GetAtt": ["BuildRole", "Arn"]}
-
-
-def test_the_repository_buildspec_is_the_one_embedded(resources: dict[str, Any]) -> None:
-    if not REPO_BUILDSPEC.exists():
-        pytest.skip("buildspec.yml is not in the repository yet")
-    assert resources["BuildProject"]["Properties"]["Source"]["BuildSpec"] == REPO_BUILDSPEC.read_text()
 
 
 def test_the_registry_credentials_function_exists_only_in_private_mode(
