@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import functools
 import hashlib
 import json
 import os
@@ -74,6 +75,7 @@ class _DockerIgnore:
         return result
 
 
+@functools.cache  # asked once per rule, per path prefix, per file of the context
 def _glob_regex(pattern: str) -> re.Pattern[str]:
     """A .dockerignore pattern as a regex: `*` within a segment, `**` across segments."""
     parts = [".*" if part == "**" else fnmatch.translate(part)[4:-3] for part in pattern.split("/")]
