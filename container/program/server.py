@@ -227,8 +227,12 @@ class Request:
 
 
 def _chunked_body(buffer: bytes | bytearray, start: int) -> tuple[bytes, int] | None:
-    """Decode a chunked body beginning at `start`: (body, end) or None while incomplete."""
-    parts: list[bytes] = []
+    """Decode a chunked body beginning at `start`: (body, end) or None while incomplete.
+
+    Called again as more bytes arrive, so chunks are only located until the last one is in; their bytes
+    are copied once, at the end.
+    """
+    spans: list[tuple[int, int]] = []
     position = start
     while True:
         line_end = buffer.find(b"\r\n", position)
@@ -242,11 +246,11 @@ def _chunked_body(buffer: bytes | bytearray, start: int) -> tuple[bytes, int] | 
             trailer_end = buffer.find(b"\r\n\r\n", line_end)
             if trailer_end < 0:
                 return None
-            return b"".join(parts), trailer_end + 4
+            return b"".join(buffer[begin:end] for begin, end in spans), trailer_end + 4
         data_start = line_end + 2
         if len(buffer) < data_start + size + 2:
             return None
-        parts.append(bytes(buffer[data_start : data_start + size]))
+        spans.append((data_start, data_start + size))
         position = data_start + size + 2
 
 
