@@ -11,14 +11,13 @@ Run: .venv/bin/python bench/bench_start_up.py [--samples N] [--root OTHER]
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench_cold_start import ROOT, sample
 
 TIMED = """
 import time, sys
@@ -46,28 +45,11 @@ KINDS = {
 HELP = "`sagedock --help` (wall, interpreter included)"
 
 
-def timed(code: str, root: Path) -> float:
-    """Seconds reported by one fresh interpreter running `code` in `root`."""
-    env = {**os.environ, "PYTHONPATH": str(root)}
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
-    return float(out.stdout.strip().splitlines()[-1])
-
-
 def help_wall(root: Path) -> float:
-    """Wall time of `python -m sagedock.cli --help` in `root`."""
-    env = {**os.environ, "PYTHONPATH": str(root)}
+    """Wall time of `python -m sagedock.cli --help` in `root` (its own folder first on sys.path)."""
     start = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "sagedock.cli", "--help"], cwd=root, env=env, capture_output=True, check=True
-    )
+    argv = [sys.executable, "-m", "sagedock.cli", "--help"]
+    subprocess.run(argv, cwd=root, capture_output=True, check=True)
     return time.perf_counter() - start
 
 
@@ -76,12 +58,12 @@ def measure(roots: list[Path], samples: int) -> dict[Path, dict[str, list[float]
     codes = {name: TIMED.format(body=body) for name, body in KINDS.items()}
     for root in roots:  # warm the bytecode caches once, unmeasured
         for code in codes.values():
-            timed(code, root)
+            sample(code, root)
     times: dict[Path, dict[str, list[float]]] = {r: {k: [] for k in [*codes, HELP]} for r in roots}
     for _ in range(samples):
         for name, code in codes.items():
             for root in roots:
-                times[root][name].append(timed(code, root))
+                times[root][name].append(sample(code, root))
         for root in roots:
             times[root][HELP].append(help_wall(root))
     return times
