@@ -2,9 +2,11 @@
 
 Each sample is a fresh interpreter, the kinds alternating so that disk cache and CPU frequency affect all
 alike. `sagedock --help` is the whole CLI start as a user runs it (interpreter start included; every
-subcommand module is imported to build the parser). With `--root OTHER` the same figures are taken, sample
-by sample in turn, for another checkout of the repository (e.g. `git archive main | tar -x -C /tmp/base`),
-and the ratio this tree / other is printed: a before/after on the same, equally busy, machine.
+subcommand module is imported to build the parser). The router is timed alone (moto's matcher imported for
+it) and as `sagedock local up` makes it, after the emulator has loaded moto. With `--root OTHER` the same
+figures are taken, sample by sample in turn, for another checkout of the repository (e.g.
+`git archive main | tar -x -C /tmp/base`), and the ratio this tree / other is printed: a before/after on
+the same, equally busy, machine.
 Run: .venv/bin/python bench/bench_start_up.py [--samples N] [--root OTHER]
 """
 
@@ -21,25 +23,31 @@ from bench_cold_start import ROOT, sample
 
 TIMED = """
 import time, sys
+{setup}
 t = time.perf_counter()
 {body}
 sys.stdout.write(repr(time.perf_counter() - t))
 """
-
+ROUTER = (
+    "from sagedock.local import events\nfrom sagedock.local.router import Router\n"
+    "r = Router(app.app, workers=1)\n"
+    "r.matching(events.ecr_image_action(repository='r', digest='sha256:' + 'c' * 64, tag='t'))\n"
+    "r.close()"
+)
+# name: (untimed set-up, timed body)
 KINDS = {
-    "import app": "import app",
-    "import sagedock.cli": "import sagedock.cli",
-    "CLI parser built (every subcommand)": "import sagedock.cli; sagedock.cli.build_parser()",
-    "import sagedock.local.router": "import sagedock.local.router",
-    "router made over the app, one event matched": (
-        "import app\nfrom sagedock.local import events\nfrom sagedock.local.router import Router\n"
-        "r = Router(app.app, workers=1)\n"
-        "r.matching(events.ecr_image_action(repository='r', digest='sha256:' + 'c' * 64, tag='t'))\n"
-        "r.close()"
+    "import app": ("", "import app"),
+    "import sagedock.cli": ("", "import sagedock.cli"),
+    "CLI parser built (every subcommand)": ("", "import sagedock.cli; sagedock.cli.build_parser()"),
+    "import sagedock.local.router": ("", "import sagedock.local.router"),
+    "router made over the app, one event matched": ("import app", ROUTER),
+    "the same once moto's server is loaded (local up)": (
+        "import app\nfrom moto.moto_server import werkzeug_app\nfrom moto.s3 import notifications",
+        ROUTER,
     ),
     "import sagedock.dockerfile + parse the sample": (
-        "from sagedock.dockerfile import parse_dockerfile\n"
-        "parse_dockerfile(open('container/Dockerfile').read())"
+        "text = open('container/Dockerfile').read()",
+        "from sagedock.dockerfile import parse_dockerfile\nparse_dockerfile(text)",
     ),
 }
 HELP = "`sagedock --help` (wall, interpreter included)"
@@ -55,7 +63,7 @@ def help_wall(root: Path) -> float:
 
 def measure(roots: list[Path], samples: int) -> dict[Path, dict[str, list[float]]]:
     """Per root, per kind: the samples, taken in turn across kinds and roots."""
-    codes = {name: TIMED.format(body=body) for name, body in KINDS.items()}
+    codes = {name: TIMED.format(setup=setup, body=body) for name, (setup, body) in KINDS.items()}
     for root in roots:  # warm the bytecode caches once, unmeasured
         for code in codes.values():
             sample(code, root)
