@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import packaged
 import pytest
 
 from chalicelib.runs import idempotency_table_definition, table_definition
@@ -58,11 +59,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def outdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The dev stage, packaged once for the whole module."""
-    out = tmp_path_factory.mktemp("package") / "out"
-    assert package.main(["dev", str(out), "--buildspec", str(REPO_BUILDSPEC)]) == 0
-    return out
+def outdir() -> Path:
+    """The dev stage, packaged once for the whole test run."""
+    return packaged.dist("dev")
 
 
 @pytest.fixture(scope="module")

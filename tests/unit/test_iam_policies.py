@@ -57,6 +57,7 @@ CALL_SITES: dict[str, list[tuple[str, str]]] = {
     "create_upload.generate_presigned_post": [("s3:PutObject", "bundles")],
     "Ecr.create_repository": [("ecr:CreateRepository", "repositories"), ("ecr:TagResource", "repositories")],
     "Ecr.describe_repositories": [("ecr:DescribeRepositories", "repositories")],
+    "Ecr.put_lifecycle_policy": [("ecr:PutLifecyclePolicy", "repositories")],
     "CodeBuild.start_build": [("codebuild:StartBuild", "build project")],
     "SageMaker.create_training_job": [
         ("sagemaker:CreateTrainingJob", "training jobs"),
@@ -93,7 +94,12 @@ CALL_SITES[ONCE] = [
 
 # Which call sites each handler reaches (pipeline.py transitions -> adapters; api.py routes).
 RUNS = {"RunStore.get_item", "RunStore.put_item"}  # find/get/create/save/update, endpoint owners
-BUILD = {"Ecr.create_repository", "Ecr.describe_repositories", "CodeBuild.start_build"}  # _start_build
+BUILD = {  # _start_build
+    "Ecr.create_repository",
+    "Ecr.describe_repositories",
+    "Ecr.put_lifecycle_policy",
+    "CodeBuild.start_build",
+}
 TRAIN = {"SageMaker.create_training_job"}  # _start_training
 DEPLOY = {  # _deploy: artifact, model, endpoint config, create or update the endpoint
     "SageMaker.describe_training_job",
