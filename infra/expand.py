@@ -35,6 +35,8 @@ def expand(template: dict[str, Any], *, region: str = REGION, account: str = ACC
         properties = resource.get("Properties", {})
         if resource.get("Type") == "AWS::Serverless::Function" and isinstance(properties.get("CodeUri"), str):
             properties["CodeUri"] = {"Bucket": "code-bucket", "Key": properties["CodeUri"].lstrip("./")}
+        if resource.get("Type") == "AWS::Lambda::Function" and isinstance(properties.get("Code"), str):
+            properties["Code"] = {"S3Bucket": "code-bucket", "S3Key": properties["Code"].lstrip("./")}
     pseudo = {"AWS::Region": region, "AWS::AccountId": account, "AWS::Partition": "aws"}
     try:
         expanded: dict[str, Any] = Translator(

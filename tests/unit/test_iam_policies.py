@@ -137,16 +137,11 @@ def infrastructure_grants(handler: str) -> set[tuple[str, str]]:
     return grants
 
 
-# Actions that may have Resource "*", each because AWS offers no narrower resource for it.
+# Actions that may have Resource "*", each because AWS offers no narrower resource for it (checked in).
 STAR_RESOURCE_ALLOWED = {
-    "sagemaker:ListEndpoints": "a List action: no resource-level permissions",
-    "ecr:GetAuthorizationToken": "the registry login token is account-wide: no resource-level permissions",
-    "cloudwatch:PutMetricData": "no resource-level permissions (narrowed by a namespace condition)",
-    "ec2:DescribeNetworkInterfaces": "ec2 Describe actions: no resource-level permissions",
-    "ec2:DescribeVpcs": "ec2 Describe actions: no resource-level permissions",
-    "ec2:DescribeDhcpOptions": "ec2 Describe actions: no resource-level permissions",
-    "ec2:DescribeSubnets": "ec2 Describe actions: no resource-level permissions",
-    "ec2:DescribeSecurityGroups": "ec2 Describe actions: no resource-level permissions",
+    action: why
+    for action, why in json.loads((ROOT / "infra" / "iam_wildcards.json").read_text()).items()
+    if not action.startswith("_")
 }
 
 
