@@ -6,6 +6,9 @@ STAMP := $(VENV)/.installed
 # checkov pins versions that clash with requirements-dev.txt: it gets an environment of its own.
 CHECKOV_VENV := $(VENV)/checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+# so does samtranslator (it pins pydantic ~=2.13): infra/expand.py runs in this one.
+SAM_VENV := $(VENV)/sam
+SAM_STAMP := $(SAM_VENV)/.installed
 
 .PHONY: demo test lint format unit integration e2e container bench package deploy destroy clean
 
@@ -25,7 +28,13 @@ $(CHECKOV_STAMP): requirements-checkov.txt
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r requirements-checkov.txt
 	@touch $(CHECKOV_STAMP)
 
-test: lint $(STAMP) $(CHECKOV_STAMP)
+$(SAM_STAMP): requirements-sam.txt
+	@test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet --upgrade pip==26.2.1
+	$(SAM_VENV)/bin/python -m pip install --quiet -r requirements-sam.txt
+	@touch $(SAM_STAMP)
+
+test: lint $(STAMP) $(CHECKOV_STAMP) $(SAM_STAMP)
 	$(BIN)/pytest
 
 lint: $(STAMP)
