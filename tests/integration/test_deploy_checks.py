@@ -37,6 +37,7 @@ STAR_RESOURCE = {
 }
 PASSED_TO = {"SageMakerExecutionRole": "sagemaker.amazonaws.com"}
 IDENTITY_POLICIES = ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy")
+RESOURCE_POLICIES = ("AWS::S3::BucketPolicy", "AWS::SQS::QueuePolicy")
 PRIVATE_FIELDS = ("private_registry", "registry_auth_function_arn", "subnet_ids", "security_group_ids")
 
 pytestmark = pytest.mark.slow
@@ -100,7 +101,8 @@ def as_list(value: Any) -> list[Any]:
 
 
 def documents(template: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Every identity policy document of the template (role inline policies, policies, managed policies)."""
+    """Every policy document of the template: role inline policies, policies, managed policies, and the
+    buckets' and the queue's resource policies."""
     for logical, resource in template["Resources"].items():
         properties = resource.get("Properties", {})
         if resource["Type"] == "AWS::IAM::Role":
@@ -109,7 +111,7 @@ def documents(template: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
             assert not properties.get("ManagedPolicyArns"), (
                 f"{logical} has AWS managed policies: spell them out"
             )
-        elif resource["Type"] in IDENTITY_POLICIES:
+        elif resource["Type"] in IDENTITY_POLICIES + RESOURCE_POLICIES:
             yield logical, properties["PolicyDocument"]
 
 
@@ -131,8 +133,10 @@ def chalice_policies() -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 def walk_problems(where: str, statement: dict[str, Any]) -> list[str]:
-    """What is wrong with one identity policy statement."""
+    """What is wrong with one policy statement (a Deny grants nothing: `Deny s3:*` without TLS is right)."""
     problems = []
+    if statement.get("Effect") == "Deny":
+        return []
     if {"NotAction", "NotResource"} & set(statement):
         return [f"{where}: NotAction/NotResource grant more than they name"]
     if "Action" not in statement or "Resource" not in statement:
@@ -141,7 +145,7 @@ def walk_problems(where: str, statement: dict[str, Any]) -> list[str]:
     for action in actions:
         if not isinstance(action, str) or "*" in action or "?" in action:
             problems.append(f"{where}: wildcard action {action}")
-    if "*" in resources and statement["Effect"] == "Allow":
+    if "*" in resources:
         problems.extend(
             f"{where}: {action} on Resource '*' without a justification in infra/iam_wildcards.json"
             for action in actions
@@ -182,6 +186,10 @@ def test_every_iam_statement_names_its_actions_and_justifies_each_star_resource(
         ({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}, "without a justification"),
         ({"Effect": "Allow", "NotAction": "s3:GetObject", "Resource": "*"}, "NotAction"),
         ({"Effect": "Allow", "Action": "iam:PassRole", "Resource": "*"}, "iam:PassRole only"),
+        (
+            {"Effect": "Allow", "Principal": "*", "Action": "sqs:*", "Resource": "arn:aws:sqs:r:1:q"},
+            "wildcard",
+        ),
         (
             {"Effect": "Allow", "Action": "iam:PassRole", "Resource": "${SageMakerExecutionRole.Arn}"},
             "iam:PassRole only",

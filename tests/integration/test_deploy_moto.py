@@ -225,6 +225,18 @@ def test_unknown_parameters_are_refused_naming_the_known_ones(session: Any) -> N
         deploy_into_moto(session, {"AlarmTopic": "x"})
 
 
+def test_a_template_cloudformation_refuses_is_a_clear_error_not_a_traceback(session: Any) -> None:
+    def broken(uploaded: dict[str, Any]) -> dict[str, Any]:
+        template = for_the_emulator(uploaded)
+        del template["Resources"]["RunsTable"]  # the functions' settings and policies still refer to it
+        return template
+
+    with pytest.raises(deploy.DeployError, match=r"CloudFormation refused the template: .*RunsTable"):
+        deploy.deploy(
+            STAGE, packaged.dist(STAGE), {}, session=session, code_bucket="code-bucket", prepare=broken
+        )
+
+
 def test_deploy_before_package_says_to_package(session: Any, tmp_path: Path) -> None:
     with pytest.raises(deploy.DeployError, match="make package STAGE=dev"):
         deploy.deploy(STAGE, tmp_path, {}, session=session, code_bucket="code-bucket")

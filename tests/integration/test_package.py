@@ -319,19 +319,6 @@ def test_every_parameter_has_a_default_so_a_plain_deploy_needs_no_overrides(sam:
     assert without_default == set()
 
 
-def test_cfn_lint_finds_nothing_but_the_optional_secret_left_empty(outdir: Path) -> None:
-    from cfnlint.api import ManualArgs, lint_file
-
-    matches = lint_file(outdir / "sam.json", config=ManualArgs(regions=["us-east-1", "eu-west-1"]))
-    # RegistrySecretArn is empty unless PrivateRegistryHost is set, and only private-mode resources use it.
-    problems = [
-        f"{match.rule.id} {'/'.join(map(str, match.path))}: {match.message}"
-        for match in matches
-        if not (match.rule.id == "W1030" and match.path[:2] == ["Parameters", "RegistrySecretArn"])
-    ]
-    assert not problems, "\n".join(problems)
-
-
 # --- packaging itself (no chalice run) ----------------------------------------------------------------
 @pytest.mark.parametrize(("stage", "policy"), [("dev", "Delete"), ("prod", "Retain")])
 def test_prod_keeps_its_buckets_and_runs_when_the_stack_goes(stage: str, policy: str) -> None:
