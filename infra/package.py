@@ -501,14 +501,17 @@ def package(stage: str, outdir: Path, *, buildspec: Path = BUILDSPEC) -> Path:
     (outdir / REGISTRY_AUTH_ZIP).write_bytes(deployment_zip())
     template_path = outdir / SAM_TEMPLATE
     verify(json.loads(template_path.read_text()), stage)
-    app_zip = outdir / APP_ZIP
-    if app_zip.stat().st_size > MAX_APP_ZIP_BYTES:
-        raise PackagingError(
-            f"{app_zip.name} is {mebibytes(app_zip.stat().st_size)}, over the "
-            f"{mebibytes(MAX_APP_ZIP_BYTES)} limit: a new dependency in requirements.txt? Largest parts:\n"
-            + "\n".join(contents(app_zip)[:5])
-        )
+    check_size(outdir / APP_ZIP)
     return template_path
+
+
+def check_size(app_zip: Path, limit: int = MAX_APP_ZIP_BYTES) -> None:
+    """PackagingError naming the largest parts when the app's zip is over the limit."""
+    if app_zip.stat().st_size > limit:
+        raise PackagingError(
+            f"{app_zip.name} is {mebibytes(app_zip.stat().st_size)}, over the {mebibytes(limit)} limit: "
+            "a new dependency in requirements.txt? Largest parts:\n" + "\n".join(contents(app_zip)[:5])
+        )
 
 
 # --- what was written ---------------------------------------------------------------------------------

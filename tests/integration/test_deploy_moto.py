@@ -147,6 +147,10 @@ def exists(session: Any, kind: str, physical: str) -> bool:
         session.client("iam").get_role(RoleName=physical.rsplit("/", 1)[-1])
     elif kind == "AWS::Lambda::Function":
         session.client("lambda").get_function(FunctionName=physical)
+    elif kind == "AWS::Events::EventBus":
+        session.client("events").describe_event_bus(Name=physical.rsplit("/", 1)[-1])
+    elif kind == "AWS::SQS::Queue":
+        session.client("sqs").get_queue_url(QueueName=physical.rsplit("/", 1)[-1])
     else:
         raise AssertionError(f"a setting names a {kind}: teach exists() how to find one")
     return True
