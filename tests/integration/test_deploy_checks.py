@@ -314,3 +314,13 @@ def test_packaging_makes_no_aws_call(tmp_path: Path) -> None:
     size = (tmp_path / "dev" / package.APP_ZIP).stat().st_size
     assert size <= package.MAX_APP_ZIP_BYTES
     assert f"{package.APP_ZIP}  {package.mebibytes(size)}" in result.stdout
+
+
+def test_docs_deploy_md_names_every_parameter_and_the_make_targets_it_walks_through() -> None:
+    text = (ROOT / "docs" / "deploy.md").read_text()
+    undocumented = sorted(name for name in packaged.template()["Parameters"] if f"`{name}`" not in text)
+    assert not undocumented, f"docs/deploy.md does not explain the parameters {undocumented}"
+    makefile = (ROOT / "Makefile").read_text()
+    for target in ("package", "deploy", "destroy"):
+        assert f"make {target} STAGE=" in text
+        assert f"\n{target}:" in makefile
