@@ -65,7 +65,10 @@ OTHER_DATA_BUCKET = "elsewhere"
 
 def channel_data(settings: dict[str, str]) -> list[tuple[str, str]]:
     """(bucket, key) of one object under each channel of MANIFEST."""
-    return [(settings["SAGEDOCK_DATA_BUCKET"], "iris/train/iris.csv"), (OTHER_DATA_BUCKET, "extra/part-0.csv")]
+    return [
+        (settings["SAGEDOCK_DATA_BUCKET"], "iris/train/iris.csv"),
+        (OTHER_DATA_BUCKET, "extra/part-0.csv"),
+    ]
 
 
 def make_bundle(files: dict[str, bytes] | None = None) -> bytes:
