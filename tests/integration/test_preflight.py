@@ -1,4 +1,4 @@
-"""Pre-flight through the real app and moto: each refused case ends FAILED with no build and no training job."""
+"""Pre-flight through the real app and moto: each refusal ends FAILED with no build and no training job."""
 
 from __future__ import annotations
 
