@@ -176,6 +176,20 @@ BuildArgName = Annotated[
 BundlePath = Annotated[str, AfterValidator(_relative_path)]
 
 
+def _hyperparameters_fit_sagemaker(values: dict[str, Scalar]) -> dict[str, Scalar]:
+    # A field validator (not a model one), so that it reports alongside the other fields' problems.
+    for name, value in values.items():
+        if len(name) > MAX_HYPERPARAMETER_LENGTH or len(as_string(value)) > MAX_HYPERPARAMETER_LENGTH:
+            raise ValueError(
+                f"hyperparameter {name[:40]!r}: SageMaker allows at most {MAX_HYPERPARAMETER_LENGTH} "
+                "characters in each name and value; pass large settings as a file in a channel"
+            )
+    return values
+
+
+Hyperparameters = Annotated[dict[Text, ScalarValue], AfterValidator(_hyperparameters_fit_sagemaker)]
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)
 
@@ -199,18 +213,8 @@ class TrainConfig(_Section):
     instance_count: int = Field(default=1, gt=0)
     volume_size_gb: int = Field(default=30, gt=0)
     max_runtime_seconds: int = Field(default=3600, gt=0, le=MAX_RUNTIME_SECONDS)
-    hyperparameters: dict[Text, ScalarValue] = Field(default_factory=dict, max_length=MAX_HYPERPARAMETERS)
+    hyperparameters: Hyperparameters = Field(default_factory=dict, max_length=MAX_HYPERPARAMETERS)
     channels: dict[ChannelName, ChannelSource] = Field(max_length=MAX_CHANNELS)
-
-    @model_validator(mode="after")
-    def _hyperparameters_fit_sagemaker(self) -> TrainConfig:
-        for name, value in self.hyperparameters.items():
-            if len(name) > MAX_HYPERPARAMETER_LENGTH or len(as_string(value)) > MAX_HYPERPARAMETER_LENGTH:
-                raise ValueError(
-                    f"hyperparameter {name[:40]!r}: SageMaker allows at most {MAX_HYPERPARAMETER_LENGTH} "
-                    "characters in each name and value; pass large settings as a file in a channel"
-                )
-        return self
 
     def hyperparameters_as_strings(self) -> dict[str, str]:
         """The HyperParameters of CreateTrainingJob: SageMaker takes strings only (booleans as true/false)."""
@@ -294,7 +298,8 @@ def parse_manifest(text: str | bytes | None, *, project: str) -> Manifest:
     try:
         return Manifest.model_validate(data)
     except ValidationError as exc:
-        raise ManifestInvalid(f"invalid {MANIFEST_NAME}: " + "; ".join(_problems(exc))) from exc
+        found = _problems(exc)
+        raise ManifestInvalid(f"invalid {MANIFEST_NAME}: " + "; ".join(found), problems=found) from exc
 
 
 def _fill_project_defaults(data: dict[str, Any], project: str) -> None:
