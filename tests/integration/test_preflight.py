@@ -149,3 +149,25 @@ def test_data_deleted_while_building_fails_before_the_training_job_and_a_retry_t
     assert response.status_code == 200, response.body
     assert cloud.run(run_id)["status"] == "TRAINING"
     assert len(cloud.sagemaker.named("create_training_job")) == 1
+
+
+def test_the_cli_check_reports_channels_and_the_endpoint_owner_from_the_account(
+    cloud: Cloud, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given an endpoint of another project and a bundle whose channel is empty
+    from sagedock.cli import main
+
+    existing_endpoint(cloud, "iris", [{"Key": "sagedock:project", "Value": "kiwi"}])
+    (tmp_path / "Dockerfile").write_text("FROM python:3.11-slim\n")
+    (tmp_path / "sagedock.toml").write_text('[train.channels]\ntrain = "iris/nothing-here/"\n')
+
+    # When checked against the data bucket
+    code = main(["check", str(tmp_path), "--project", "iris", "--data-bucket", "sagedock-data"])
+
+    # Then both problems are printed, and nothing was uploaded or built
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "EmptyChannel train.channels.train: " in out and "s3://sagedock-data/iris/nothing-here/" in out
+    assert "EndpointOwned deploy.endpoint_name: " in out
+    assert cloud.codebuild.named("start_build") == []
+    assert cloud.s3.list_objects_v2(Bucket="sagedock-source").get("KeyCount", 0) == 0
