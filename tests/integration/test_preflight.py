@@ -171,3 +171,24 @@ def test_the_cli_check_reports_channels_and_the_endpoint_owner_from_the_account(
     assert "EndpointOwned deploy.endpoint_name: " in out
     assert cloud.codebuild.named("start_build") == []
     assert cloud.s3.list_objects_v2(Bucket="sagedock-source").get("KeyCount", 0) == 0
+
+
+def test_a_data_bucket_sagedock_may_not_list_ends_the_run_with_that_reason(
+    cloud: Cloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a deployment whose functions may not list the data bucket (a policy was edited by hand)
+    from botocore.exceptions import ClientError
+
+    from chalicelib.services import get_services
+
+    s3 = get_services().s3
+
+    def denied(**kwargs: Any) -> Any:
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "ListObjectsV2")
+
+    monkeypatch.setattr(s3, "list_objects_v2", denied)
+
+    # When a bundle arrives, Then its run ends FAILED at validate naming the refusal, not stuck RECEIVED
+    run = assert_refused_before_any_build(cloud, received(cloud), "AccessDenied")
+    assert "a pre-flight check could not run" in run["error"]["message"]
+    assert "training channel train" in run["error"]["message"]
