@@ -14,12 +14,17 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError
 
+from chalicelib.errors import SagedockError
 from sagedock.client import Target
 from sagedock.commands.submit import PROJECT_HELP, aws_client, project_name, zip_directory
+
+if TYPE_CHECKING:
+    from chalicelib.manifest import Manifest
+    from chalicelib.preflight import Problem
 
 
 def register(subparsers: Any) -> None:
@@ -104,7 +109,7 @@ def check_bundle(
     """(problems as `CODE key: message` lines, notes on what could not be checked) for a bundle's bytes."""
     from chalicelib import names, preflight
     from chalicelib.bundle import BundleLimits, inspect_bundle
-    from chalicelib.errors import BundleRejected, ManifestInvalid, SagedockError
+    from chalicelib.errors import BundleRejected, ManifestInvalid
     from chalicelib.settings import Settings
 
     defaults = Settings.model_fields
@@ -116,46 +121,61 @@ def check_bundle(
     try:
         report = inspect_bundle(io.BytesIO(data), limits=limits, project=project)
     except ManifestInvalid as exc:
-        return [f"{exc.code} {problem}" for problem in exc.problems], []
+        # Inspection stops at the manifest; the Dockerfile it would have looked for next is checked here.
+        return [f"{exc.code} {problem}" for problem in exc.problems] + _dockerfile_problem(data), []
     except BundleRejected as exc:
         return [f"{exc.code}: {exc.message}"], []
-    manifest = report.manifest
     found = preflight.name_problems(names.run_id_for(project, "bucket", "key", "version"))
+    notes = []
     if account is None:
-        notes = [
+        notes.append(
             "training channels and the endpoint's owner not checked (offline, or no data bucket known: "
             "pass --data-bucket or start the local cloud)"
-        ]
-        return [_line(p) for p in found], notes
-    target, bucket = account
-    checks: list[tuple[str, Callable[[], list[preflight.Problem]]]] = [
-        (
-            "training channels",
-            lambda: preflight.channel_problems(
-                aws_client(target, "s3"), manifest.train.channel_uris(bucket), data_bucket=bucket
-            ),
-        ),
-        ("the endpoint's owner", lambda: _endpoint_problems(target, manifest, project)),
-    ]
-    notes = []
-    for what, check in checks:
-        try:
-            found.extend(check())
-        except (SagedockError, BotoCoreError) as exc:  # no credentials, no network: say so, check the rest
-            notes.append(f"{what} not checked: {getattr(exc, 'message', exc)}")
-    return [_line(p) for p in found], notes
+        )
+    else:
+        for what, check in _account_checks(account, report.manifest, project):
+            try:
+                found.extend(check())
+            except (SagedockError, BotoCoreError) as exc:  # no credentials, no network: say so, go on
+                notes.append(f"{what} not checked: {getattr(exc, 'message', exc)}")
+    return [f"{problem.code} {problem.render()}" for problem in found], notes
 
 
-def _endpoint_problems(target: Target, manifest: Any, project: str) -> list[Any]:
+def _account_checks(
+    account: tuple[Target, str], manifest: Manifest, project: str
+) -> list[tuple[str, Callable[[], list[Problem]]]]:
+    """The checks that look at the account: the channels' data, and the endpoint's owner by its tag (the
+    runs table is the API's, so from here the `sagedock:project` tag alone names the owner)."""
     from chalicelib import preflight
     from chalicelib.sagemaker import SageMaker
 
-    # The runs table is the API's: from here, the endpoint's sagedock:project tag names its owner.
-    sagemaker = SageMaker(aws_client(target, "sagemaker"))
-    return preflight.endpoint_problems(
-        manifest, project, owner_run=lambda _: None, endpoint_project=sagemaker.endpoint_project
-    )
+    target, bucket = account
+
+    def channels() -> list[Problem]:
+        uris = manifest.train.channel_uris(bucket)
+        return preflight.channel_problems(aws_client(target, "s3"), uris, data_bucket=bucket)
+
+    def endpoint() -> list[Problem]:
+        sagemaker = SageMaker(aws_client(target, "sagemaker"))
+        return preflight.endpoint_problems(
+            manifest, project, owner_run=lambda _: None, endpoint_project=sagemaker.endpoint_project
+        )
+
+    return [("training channels", channels), ("the endpoint's owner", endpoint)]
 
 
-def _line(problem: Any) -> str:
-    return f"{problem.code} {problem.render()}"
+def _dockerfile_problem(data: bytes) -> list[str]:
+    """NoDockerfile when the zip lacks the Dockerfile its manifest names (or the default one)."""
+    import tomllib
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        names = set(archive.namelist())
+        try:
+            raw = tomllib.loads(archive.read("sagedock.toml").decode("utf-8-sig"))
+        except (KeyError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            raw = {}
+    build = raw.get("build")
+    wanted = build.get("dockerfile") if isinstance(build, dict) else None
+    path = wanted if isinstance(wanted, str) and wanted else "Dockerfile"
+    return [] if path in names else [f"NoDockerfile: no Dockerfile at {path!r} in the bundle"]

@@ -83,3 +83,15 @@ def test_a_missing_path_or_a_bad_project_is_a_usage_error(
     with pytest.raises(SystemExit) as exited:
         main(["check", str(bundle_dir(tmp_path, None)), "--project", "Not_A_Project"])
     assert exited.value.code == 2
+
+
+def test_a_missing_dockerfile_is_reported_with_the_manifests_problems(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = bundle_dir(
+        tmp_path, '[build]\ndockerfile = "docker/Dockerfile"\n[train]\ninstance_count = 0\n', False
+    )
+    assert main(["check", str(root), "--project", "iris", "--offline"]) == 1
+    out = capsys.readouterr().out
+    assert "InvalidManifest train.instance_count:" in out
+    assert "NoDockerfile: no Dockerfile at 'docker/Dockerfile'" in out
