@@ -147,7 +147,7 @@ def endpoint_problems(
     project: str,
     *,
     owner_run: Callable[[str], str | None],
-    endpoint_project: Callable[[str], tuple[bool, str | None]],
+    endpoint_tags: Callable[[str], dict[str, str] | None],
 ) -> list[Problem]:
     """EndpointOwned when the endpoint exists and another project (or something outside sagedock) made it.
 
@@ -163,9 +163,11 @@ def endpoint_problems(
     owner = project_of_run(last) if last else None
     if owner == project:
         return []
-    exists, tagged = endpoint_project(name)
-    owner = owner or tagged
-    if not exists or owner == project:
+    tags = endpoint_tags(name)
+    if tags is None:
+        return []
+    owner = owner or tags.get(PROJECT_TAG)
+    if owner == project:
         return []
     made_by = f"was deployed by project {owner!r}" if owner else "was not deployed by sagedock"
     return [
@@ -195,7 +197,7 @@ def check_run(svc: Services, run_id: str, project: str, attempt: int, manifest: 
                 manifest,
                 project,
                 owner_run=svc.runs.endpoint_owner,
-                endpoint_project=svc.sagemaker.endpoint_project,
+                endpoint_tags=svc.sagemaker.endpoint_tags,
             ),
         ]
     except UpstreamError as exc:

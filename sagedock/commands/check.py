@@ -158,7 +158,7 @@ def _account_checks(
     def endpoint() -> list[Problem]:
         sagemaker = SageMaker(aws_client(target, "sagemaker"))
         return preflight.endpoint_problems(
-            manifest, project, owner_run=lambda _: None, endpoint_project=sagemaker.endpoint_project
+            manifest, project, owner_run=lambda _: None, endpoint_tags=sagemaker.endpoint_tags
         )
 
     return [("training channels", channels), ("the endpoint's owner", endpoint)]

@@ -229,13 +229,16 @@ class World:
     def owner_run(self, name: str) -> str | None:
         return self.owners.get(name)
 
-    def endpoint_project(self, name: str) -> tuple[bool, str | None]:
+    def endpoint_tags(self, name: str) -> dict[str, str] | None:
         self.sagemaker_calls += 1
-        return name in self.endpoints, self.endpoints.get(name)
+        if name not in self.endpoints:
+            return None
+        project = self.endpoints[name]
+        return {"team": "ml", **({"sagedock:project": project} if project else {})}
 
     def check(self, text: str = "", project: str = "iris") -> list[Problem]:
         return preflight.endpoint_problems(
-            parse(text, project), project, owner_run=self.owner_run, endpoint_project=self.endpoint_project
+            parse(text, project), project, owner_run=self.owner_run, endpoint_tags=self.endpoint_tags
         )
 
 
