@@ -24,45 +24,21 @@ os.environ.update(AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="x", AWS_DEFAULT_
 import boto3
 from chalicelib import aws, limits
 """
-SETS_ALONE = (
-    PRELUDE
-    + """
-t = time.perf_counter()
-limits.instance_types()
-sys.stdout.write(repr(time.perf_counter() - t))
-"""
-)
-CLIENT_ALONE = (
-    PRELUDE
-    + """
-t = time.perf_counter()
-aws.client("sagemaker")
-sys.stdout.write(repr(time.perf_counter() - t))
-"""
-)
-CLIENT_THEN_SETS = (
-    PRELUDE
-    + """
-aws.client("sagemaker")
-t = time.perf_counter()
-limits.instance_types()
-sys.stdout.write(repr(time.perf_counter() - t))
-"""
-)
-SETS_THEN_CLIENT = (
-    PRELUDE
-    + """
-t = time.perf_counter()
-limits.instance_types()
-aws.client("sagemaker")
-sys.stdout.write(repr(time.perf_counter() - t))
-"""
-)
+SETS = "limits.instance_types()\n"
+CLIENT = 'aws.client("sagemaker")\n'
+
+
+def program(before: str, measured: str) -> str:
+    """A fresh interpreter's code: the prelude, `before` untimed, then the time `measured` takes."""
+    return PRELUDE + before + "t = time.perf_counter()\n" + measured + TIMED
+
+
+TIMED = "sys.stdout.write(repr(time.perf_counter() - t))\n"
 CASES = {
-    "instance type sets, cold": SETS_ALONE,
-    "SageMaker client, cold": CLIENT_ALONE,
-    "sets after the client": CLIENT_THEN_SETS,
-    "sets, then the client": SETS_THEN_CLIENT,
+    "instance type sets, cold": program("", SETS),
+    "SageMaker client, cold": program("", CLIENT),
+    "sets after the client": program(CLIENT, SETS),
+    "sets, then the client": program("", SETS + CLIENT),
 }
 
 

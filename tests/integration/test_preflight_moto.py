@@ -50,31 +50,31 @@ def existing_endpoint(cloud: Cloud, name: str, tags: list[dict[str, str]]) -> No
     sm.create_endpoint(EndpointName=name, EndpointConfigName=f"{name}-config", Tags=tags)
 
 
-def test_an_empty_channel_fails_validate_naming_its_uri(cloud: Cloud) -> None:
-    outcome = received(cloud, b'[train.channels]\ntrain = "iris/nothing-here/"\n')
-    run = assert_refused_before_any_build(cloud, outcome, "EmptyChannel")
-    assert "s3://sagedock-data/iris/nothing-here/" in run["error"]["message"]
-    assert "aws s3 cp" in run["error"]["message"]
-
-
-def test_the_default_channel_is_checked_too(cloud: Cloud) -> None:
+@pytest.mark.parametrize(
+    ("manifest", "uri", "says"),
+    [
+        (
+            b'[train.channels]\ntrain = "iris/nothing-here/"\n',
+            "s3://sagedock-data/iris/nothing-here/",
+            "aws s3 cp",
+        ),
+        (b"", "s3://sagedock-data/iris/train/", "train.channels.train"),  # the default channel
+        (b'[train.channels]\ntrain = "s3://no-bucket-here/x/"\n', "s3://no-bucket-here/x/", "does not exist"),
+    ],
+)
+def test_an_empty_channel_fails_validate_naming_its_uri(
+    cloud: Cloud, manifest: bytes, uri: str, says: str
+) -> None:
     cloud.s3.delete_object(Bucket="sagedock-data", Key="iris/train/iris.csv")
-    outcome = received(cloud, b"")
+    outcome = received(cloud, manifest)
     run = assert_refused_before_any_build(cloud, outcome, "EmptyChannel")
-    assert "train.channels.train" in run["error"]["message"]
-    assert "s3://sagedock-data/iris/train/" in run["error"]["message"]
+    assert uri in run["error"]["message"] and says in run["error"]["message"]
 
 
 def test_a_bundle_with_no_channels_needs_no_data(cloud: Cloud) -> None:
     cloud.s3.delete_object(Bucket="sagedock-data", Key="iris/train/iris.csv")
     outcome = received(cloud, b"[train]\nchannels = {}\n")
     assert outcome["action"] == "build started", outcome
-
-
-def test_a_channel_in_a_missing_bucket_is_empty(cloud: Cloud) -> None:
-    outcome = received(cloud, b'[train.channels]\ntrain = "s3://no-such-bucket-here/x/"\n')
-    run = assert_refused_before_any_build(cloud, outcome, "EmptyChannel")
-    assert "bucket no-such-bucket-here does not exist" in run["error"]["message"]
 
 
 def test_an_instance_type_sagemaker_does_not_offer_fails_validate(cloud: Cloud) -> None:
