@@ -6,7 +6,9 @@ from typing import Any
 
 import pytest
 from aws_events import image_action
-from moto_cloud import ROLE_ARN, Cloud, make_bundle
+from moto_cloud import Cloud, make_bundle
+
+from tests.settings_env import ROLE_ARN
 
 DIGEST = "sha256:" + "cd" * 32
 KEY = "bundles/iris/v1.zip"
