@@ -9,7 +9,7 @@ import os
 from functools import partial
 from typing import Any
 
-from chalice.app import Chalice, CloudWatchEvent
+from chalice.app import Chalice, CloudWatchEvent, Rate
 
 from chalicelib import pipeline
 from chalicelib.api import BINARY_CONTENT_TYPES, api
@@ -22,6 +22,7 @@ from chalicelib.events import (
     TrainingJobStateChange,
 )
 from chalicelib.retrain_api import retrain_api
+from chalicelib.services import get_services
 
 app = Chalice(app_name="sagedock")
 app.api.binary_types.extend(BINARY_CONTENT_TYPES)
@@ -109,3 +110,12 @@ def retrain_requested(event: CloudWatchEvent) -> dict[str, Any]:
     from chalicelib import retrain
 
     return handle(event, retrain.RetrainRequest, partial(retrain.requested, request_id=event.event_id))
+
+
+# 7. The sweeper: publish the run events their writer could not (PutEvents failed, the Lambda died).
+@app.schedule(Rate(5, unit=Rate.MINUTES), name="publish_pending")
+def publish_pending(event: CloudWatchEvent) -> dict[str, Any]:
+    from chalicelib.outbox import publish_pending
+
+    svc = get_services()
+    return publish_pending(svc.runs, svc.outbox)

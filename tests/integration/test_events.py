@@ -15,7 +15,7 @@ from moto_cloud import REGION, Cloud, make_bundle
 from test_pipeline import DIGEST, KEY, built, deliver_concurrently, deploying, received, refusing, trained
 
 from chalicelib import services as services_module
-from chalicelib.outbox import CLAIM_SECONDS, publish_pending
+from chalicelib.outbox import CLAIM_SECONDS
 from sagedock.eventqueue import receive, subscribe
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "docs" / "schemas"
@@ -212,10 +212,13 @@ class TestExactlyOnce:
         svc.events._client.put_events = put_events
         assert bus.events() == []
         assert svc.runs.with_pending_events() == (run_id,)
-        assert publish_pending(svc.runs, svc.outbox) == {"runs": 1, "published": 0}  # still claimed
+        tick = envelope(
+            "aws.events", "Scheduled Event", {}, ["arn:aws:events:us-east-1:123456789012:rule/sweep"]
+        )
+        assert cloud.send("publish_pending", tick) == {"runs": 1, "published": 0}  # still claimed
         later()
-        assert publish_pending(svc.runs, svc.outbox) == {"runs": 1, "published": 1}
-        assert publish_pending(svc.runs, svc.outbox) == {"runs": 0, "published": 0}
+        assert cloud.send("publish_pending", tick) == {"runs": 1, "published": 1}
+        assert cloud.send("publish_pending", tick) == {"runs": 0, "published": 0}
         assert bus.transitions() == [(run_id, 4, "TRAINING", "FAILED")]
 
 

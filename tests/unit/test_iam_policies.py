@@ -117,6 +117,8 @@ HANDLER_CALLS: dict[str, set[str]] = {
     "endpoint_state_changed": RUNS | {"SageMaker.list_endpoints", "SageMaker.describe_endpoint"},
     # the latest successful run of the project (a query), then a training job on its image
     "retrain_requested": RUNS | {"RunStore.query", ONCE} | TRAIN,
+    # the sweeper: the runs with unpublished events (a query on the sparse index), claimed and published
+    "publish_pending": RUNS | {"RunStore.query"},
     # GET/POST routes, and POST /runs/{id}/retry restarts a build, a training job or a deploy.
     "api_handler": RUNS
     | {"RunStore.query", ONCE, "create_upload.generate_presigned_post", "Endpoints.invoke_endpoint"}
