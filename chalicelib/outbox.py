@@ -103,14 +103,15 @@ class Outbox:
             outbox = (*outbox, event)
         return new.model_copy(update={"outbox": outbox, "events_recorded": recorded}), claim
 
-    def flush(self, store: RunStore, run: Run, claim: str) -> None:
+    def flush(self, store: RunStore, run: Run, claim: str) -> int:
         """Publish the entries this writer claimed, in order, and drop the published ones from the outbox.
 
         Never raises: the transition is recorded already, and an entry left behind is published later.
+        Returns how many were published.
         """
         mine = [entry for entry in run.outbox if entry.claim == claim]
         if not mine:
-            return
+            return 0
         try:
             published = self._bus().put([self._entry(entry) for entry in mine])
         except SagedockError as exc:
@@ -119,13 +120,14 @@ class Outbox:
                 extra={"run_id": run.run_id, "error_message": exc.message},
             )
             count("EventsNotPublished")
-            return
+            return 0
         done = {entry.sequence for entry, ok in zip(mine, published, strict=True) if ok}
         if len(done) < len(mine):
             count("EventsNotPublished")
         if done:
             count("EventsPublished")
             self._release(store, run.run_id, done)
+        return len(done)
 
     def recover(self, store: RunStore, run: Run) -> int:
         """Claim (with a conditional write) and publish the entries whose claim expired; how many were."""
@@ -137,8 +139,10 @@ class Outbox:
             written = store.save(claimed, expected_version=run.version)
         except ConcurrentUpdate:
             return 0  # another writer got there: it took the expired claims over itself
-        self.flush(store, written, claim)
-        return sum(1 for entry in written.outbox if entry.claim == claim)
+        except SagedockError as exc:
+            logger.warning("could not claim unpublished run events", extra={"error_message": exc.message})
+            return 0
+        return self.flush(store, written, claim)
 
     def _entry(self, entry: PendingEvent) -> dict[str, Any]:
         return {
@@ -156,6 +160,8 @@ class Outbox:
                 current = store.get(run_id)
             except NotFound:
                 return
+            except SagedockError:
+                break
             left = tuple(entry for entry in current.outbox if entry.sequence not in sequences)
             if len(left) == len(current.outbox):
                 return
@@ -164,6 +170,8 @@ class Outbox:
                 return
             except ConcurrentUpdate:
                 continue
+            except SagedockError:
+                break
         logger.warning("published run events stay in the outbox", extra={"run_id": run_id})
 
 

@@ -8,8 +8,7 @@ import sys
 from typing import Any
 
 from sagedock.client import ApiClient, ApiError, NoTarget, add_target_arguments, target_from_args
-from sagedock.commands.status import error_text
-from sagedock.commands.submit import PROJECT_HELP, follow, project_name
+from sagedock.commands.submit import PROJECT_HELP, follow_to_the_end, project_name
 
 
 def register(subparsers: Any) -> None:
@@ -82,12 +81,4 @@ def run(args: argparse.Namespace) -> int:
         print(f"run {record['run_id']} {record['status']}: retrain of {record.get('retrained_from')}")
     if not args.follow:
         return 0
-    try:
-        final = follow(client, record["run_id"], timeout=args.timeout, say=print)
-    except (ApiError, TimeoutError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 3
-    if final.get("status") != "SUCCEEDED":
-        print(f"run {record['run_id']} FAILED: {error_text(final)}", file=sys.stderr)
-        return 1
-    return 0
+    return follow_to_the_end(client, record["run_id"], timeout=args.timeout)

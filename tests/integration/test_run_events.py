@@ -15,6 +15,7 @@ from moto_cloud import REGION, Cloud, make_bundle
 from test_pipeline import DIGEST, KEY, built, deliver_concurrently, deploying, received, refusing, trained
 
 from chalicelib import services as services_module
+from chalicelib.errors import TransientError
 from chalicelib.outbox import CLAIM_SECONDS
 from sagedock.eventqueue import receive, subscribe
 
@@ -201,6 +202,35 @@ class TestExactlyOnce:
         cloud.send("build_state_changed", late)
         assert bus.transitions() == [(run_id, 3, "BUILDING", "TRAINING")]
         assert cloud.run(run_id)["status"] == "TRAINING"
+
+    def test_a_failed_release_stops_nothing_and_is_the_one_window_for_a_duplicate(
+        self, cloud: Cloud, bus: Bus, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Given the write that removes published events from the outbox fails
+        run_id = built(cloud)
+        build_id = cloud.run(run_id)["build_id"]
+        bus.events()
+        store = services_module.get_services().runs
+        save = store.save
+
+        def refuse_releases(run: Any, *, expected_version: int) -> Any:
+            if not run.outbox:
+                raise TransientError("throttled", code="ThrottlingException")
+            return save(run, expected_version=expected_version)
+
+        monkeypatch.setattr(store, "save", refuse_releases)
+        outcome = cloud.send("image_pushed", image_action("sagedock/iris", DIGEST, run_id))
+        monkeypatch.undo()
+        # Then the event went out and the pipeline went on
+        assert outcome["action"] == "training started"
+        assert len(cloud.sagemaker.named("create_training_job")) == 1
+        assert bus.transitions() == [(run_id, 3, "BUILDING", "TRAINING")]
+        # and once its claim expires the entry is published again: the duplicate docs/events.md describes,
+        # with the same (run_id, sequence) for consumers to drop it by
+        later()
+        cloud.send("build_state_changed", build_state("sagedock-build", build_id, "FAILED", run_id=run_id))
+        assert bus.transitions() == [(run_id, 3, "BUILDING", "TRAINING")]
+        assert services_module.get_services().runs.with_pending_events() == ()
 
     def test_the_sweeper_publishes_the_last_event_of_an_ended_run(self, cloud: Cloud, bus: Bus) -> None:
         run_id, job = trained(cloud)
