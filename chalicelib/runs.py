@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 PARTITION_KEY = "run_id"
 BY_PROJECT_INDEX = "by_project"  # project (S) + created_at (S)
 BY_CREATED_INDEX = "by_created"  # kind (S) + created_at (S): every run, newest first
-BY_PENDING_INDEX = "by_pending"  # pending (S) + created_at (S): sparse, the runs with unpublished events
+# pending (S) + created_at (S): sparse, only the runs with unpublished events (a few at most, so one key)
+BY_PENDING_INDEX = "by_pending"
 RUN_KIND = "run"
 ENDPOINT_PREFIX = "endpoint#"
 MAX_UPDATE_ATTEMPTS = 8
@@ -48,12 +49,12 @@ def table_definition(name: str) -> dict[str, Any]:
                     {"AttributeName": hash_key, "KeyType": "HASH"},
                     {"AttributeName": "created_at", "KeyType": "RANGE"},
                 ],
-                "Projection": {"ProjectionType": "ALL"},
+                "Projection": {"ProjectionType": projection},
             }
-            for index, hash_key in (
-                (BY_PROJECT_INDEX, "project"),
-                (BY_CREATED_INDEX, "kind"),
-                (BY_PENDING_INDEX, "pending"),
+            for index, hash_key, projection in (
+                (BY_PROJECT_INDEX, "project", "ALL"),
+                (BY_CREATED_INDEX, "kind", "ALL"),
+                (BY_PENDING_INDEX, "pending", "KEYS_ONLY"),  # the sweeper reads the run itself
             )
         ],
     }
@@ -271,7 +272,6 @@ class RunStore:
                 IndexName=BY_PENDING_INDEX,
                 KeyConditionExpression="pending = :k",
                 ExpressionAttributeValues={":k": {"S": RUN_KIND}},
-                ProjectionExpression="run_id",
                 Limit=limit,
             )
         except ClientError as exc:
