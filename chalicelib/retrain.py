@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from chalicelib import names
 from chalicelib.errors import BadRequest, Conflict, ManifestInvalid, NotFound
-from chalicelib.manifest import validate_manifest
+from chalicelib.manifest import parse_manifest, validate_manifest
 from chalicelib.models import Run, RunError, SourceRef, Stage, StageEntry, Status
 from chalicelib.observability import count, logger
 from chalicelib.services import Services
@@ -75,9 +75,12 @@ def validated_manifest(parent: Run, request: RetrainRequest) -> dict[str, Any]:
             f"unknown field(s) {', '.join(extra)}: a retrain request takes project, " + ", ".join(OVERRIDES),
             code="InvalidRetrainRequest",
         )
-    manifest: dict[str, Any] = dict(parent.manifest or {})
+    # A run records its manifest when its build starts, so a SUCCEEDED run has one; the defaults otherwise.
+    manifest: dict[str, Any] = parent.manifest or parse_manifest(None, project=parent.project).model_dump(
+        mode="json"
+    )
     train = dict(manifest.get("train") or {})
-    deploy = dict(manifest.get("deploy") or {"endpoint_name": parent.project})
+    deploy = dict(manifest.get("deploy") or {})
     for field, value in (("hyperparameters", request.hyperparameters), ("channels", request.channels)):
         if value is None:
             continue
