@@ -126,7 +126,7 @@ class Outbox:
             count("EventsNotPublished")
         if done:
             count("EventsPublished")
-            self._release(store, run.run_id, done)
+            self._release(store, run, done)
         return len(done)
 
     def recover(self, store: RunStore, run: Run) -> int:
@@ -153,15 +153,11 @@ class Outbox:
         }
 
     @staticmethod
-    def _release(store: RunStore, run_id: str, sequences: set[int]) -> None:
-        """Remove published entries; a concurrent write is re-read, so no entry is lost or resurrected."""
+    def _release(store: RunStore, run: Run, sequences: set[int]) -> None:
+        """Remove published entries, from the run as written; after a concurrent write, from a fresh read
+        (so that no entry is lost or resurrected)."""
+        current = run
         for _ in range(8):
-            try:
-                current = store.get(run_id)
-            except NotFound:
-                return
-            except SagedockError:
-                break
             left = tuple(entry for entry in current.outbox if entry.sequence not in sequences)
             if len(left) == len(current.outbox):
                 return
@@ -169,10 +165,16 @@ class Outbox:
                 store.save(current.model_copy(update={"outbox": left}), expected_version=current.version)
                 return
             except ConcurrentUpdate:
-                continue
+                pass
             except SagedockError:
                 break
-        logger.warning("published run events stay in the outbox", extra={"run_id": run_id})
+            try:
+                current = store.get(run.run_id)
+            except NotFound:
+                return
+            except SagedockError:
+                break
+        logger.warning("published run events stay in the outbox", extra={"run_id": run.run_id})
 
 
 def publish_pending(store: RunStore, outbox: Outbox, limit: int = 100) -> dict[str, int]:
