@@ -138,7 +138,7 @@ class Outbox:
         try:
             written = store.save(claimed, expected_version=run.version)
         except ConcurrentUpdate:
-            return 0  # another writer got there: it took the expired claims over itself
+            return 0  # the run changed meanwhile: a transition takes expired claims over, else the next round
         except SagedockError as exc:
             logger.warning("could not claim unpublished run events", extra={"error_message": exc.message})
             return 0
