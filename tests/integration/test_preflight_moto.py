@@ -194,3 +194,20 @@ def test_a_data_bucket_sagedock_may_not_list_ends_the_run_with_that_reason(
     run = assert_refused_before_any_build(cloud, received(cloud), "AccessDenied")
     assert "a pre-flight check could not run" in run["error"]["message"]
     assert "training channel train" in run["error"]["message"]
+
+
+def test_a_retrain_onto_an_empty_channel_fails_before_its_training_job(cloud: Cloud) -> None:
+    # Given a project whose run succeeded (one training job so far)
+    from test_run_events import retrain_request, succeeded
+
+    succeeded(cloud)
+
+    # When a retrain points the train channel at a prefix with no data
+    request = retrain_request({"project": "iris", "channels": {"train": "iris/not-uploaded/"}})
+    outcome = cloud.send("retrain_requested", request)
+
+    # Then its run is FAILED at train, naming the prefix, and no second job was created
+    run = cloud.run(outcome["run_id"])
+    assert (run["status"], run["error"]["stage"], run["error"]["code"]) == ("FAILED", "train", "EmptyChannel")
+    assert "s3://sagedock-data/iris/not-uploaded/" in run["error"]["message"]
+    assert len(cloud.sagemaker.named("create_training_job")) == 1
