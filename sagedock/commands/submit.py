@@ -90,13 +90,18 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if not args.follow:
         return 0
+    return follow_to_the_end(ApiClient(target), submission.run_id, timeout=args.timeout)
+
+
+def follow_to_the_end(client: ApiClient, run_id: str, *, timeout: float) -> int:
+    """Follow the run, printing its stages; exit code 0 SUCCEEDED, 1 FAILED, 3 lost the API or timed out."""
     try:
-        record = follow(ApiClient(target), submission.run_id, timeout=args.timeout, say=print)
+        record = follow(client, run_id, timeout=timeout, say=print)
     except (ApiError, TimeoutError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
     if record.get("status") != "SUCCEEDED":
-        print(f"run {submission.run_id} FAILED: {error_text(record)}", file=sys.stderr)
+        print(f"run {run_id} FAILED: {error_text(record)}", file=sys.stderr)
         return 1
     return 0
 
@@ -211,13 +216,18 @@ def _run_of(client: ApiClient, project: str, key: str, timeout: float = 60) -> s
 
 
 def _s3(target: Target) -> Any:
+    return aws_client(target, "s3")
+
+
+def aws_client(target: Target, service: str) -> Any:
+    """A boto3 client of the target's account: the local cloud's emulator, or the environment's."""
     import boto3
 
     keys = {}
     if target.credentials:
         keys = {"aws_access_key_id": target.credentials[0], "aws_secret_access_key": target.credentials[1]}
     session = boto3.session.Session(**keys)  # type: ignore[arg-type]
-    return session.client("s3", endpoint_url=target.endpoint_url, region_name=target.region)
+    return session.client(service, endpoint_url=target.endpoint_url, region_name=target.region)  # type: ignore[call-overload]
 
 
 def follow(

@@ -31,6 +31,7 @@ RESOURCES = {
     "runs indexes": "${RunsTable.Arn}/index/*",
     "idempotency": "${IdempotencyTable.Arn}",
     "bundles": "arn:${AWS::Partition}:s3:::${SourceBucket}/bundles/*",
+    "data bucket": "arn:${AWS::Partition}:s3:::${DataBucket}",
     "repositories": "arn:${AWS::Partition}:ecr:${AWS::Region}:${AWS::AccountId}:repository/"
     + ECR_PREFIX
     + "/*",
@@ -41,6 +42,7 @@ RESOURCES = {
     "endpoints": f"{SM}:endpoint/*",
     "sagemaker role": "${SageMakerExecutionRole.Arn}",
     "failed events": "${FailedEventsQueue.Arn}",
+    "event bus": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/default",
     "any": "*",
     "build logs": "${BuildLogs.Arn}",
     "training logs": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:"
@@ -64,6 +66,7 @@ CALL_SITES: dict[str, list[tuple[str, str]]] = {
     "Ecr.describe_repositories": [("ecr:DescribeRepositories", "repositories")],
     "Ecr.put_lifecycle_policy": [("ecr:PutLifecyclePolicy", "repositories")],
     "CodeBuild.start_build": [("codebuild:StartBuild", "build project")],
+    "EventBus.put_events": [("events:PutEvents", "event bus")],
     "SageMaker.create_training_job": [
         ("sagemaker:CreateTrainingJob", "training jobs"),
         ("sagemaker:AddTags", "training jobs"),
@@ -82,6 +85,9 @@ CALL_SITES: dict[str, list[tuple[str, str]]] = {
     ],
     "SageMaker.describe_endpoint_config": [("sagemaker:DescribeEndpointConfig", "endpoint configs")],
     "SageMaker.list_endpoints": [("sagemaker:ListEndpoints", "any")],
+    "SageMaker.list_tags": [("sagemaker:ListTags", "endpoints")],
+    # ListObjectsV2 is authorised by s3:ListBucket on the bucket; channels in other buckets are not granted.
+    "channel_problems.list_objects_v2": [("s3:ListBucket", "data bucket")],
     "SageMaker.describe_endpoint": [("sagemaker:DescribeEndpoint", "endpoints")],
     "SageMaker.create_endpoint": [
         ("sagemaker:CreateEndpoint", "endpoints"),
@@ -105,14 +111,17 @@ CALL_SITES[ONCE] = [
 ]
 
 # Which call sites each handler reaches (pipeline.py transitions -> adapters; api.py routes).
-RUNS = {"RunStore.get_item", "RunStore.put_item"}  # find/get/create/save/update, endpoint owners
+# find/get/create/save/update, endpoint owners; every write of a transition publishes its event (outbox)
+RUNS = {"RunStore.get_item", "RunStore.put_item", "EventBus.put_events"}
 BUILD = {  # _start_build
     "Ecr.create_repository",
     "Ecr.describe_repositories",
     "Ecr.put_lifecycle_policy",
     "CodeBuild.start_build",
 }
-TRAIN = {"SageMaker.create_training_job"}  # _start_training
+TRAIN = {"SageMaker.create_training_job", "channel_problems.list_objects_v2"}  # _launch_training, preflight
+# _validate's pre-flight: the channels, and who owns the endpoint (the runs table, then the endpoint's tag)
+PREFLIGHT = {"channel_problems.list_objects_v2", "SageMaker.list_endpoints", "SageMaker.list_tags"}
 DEPLOY = {  # _deploy: artifact, model, endpoint config, create or update the endpoint
     "SageMaker.describe_training_job",
     "SageMaker.create_model",
@@ -125,11 +134,18 @@ DEPLOY = {  # _deploy: artifact, model, endpoint config, create or update the en
     "SageMaker.update_endpoint",
 }
 HANDLER_CALLS: dict[str, set[str]] = {
-    "bundle_uploaded": RUNS | {ONCE, "S3RangeReader.head_object", "S3RangeReader.get_object"} | BUILD,
+    "bundle_uploaded": RUNS
+    | {ONCE, "S3RangeReader.head_object", "S3RangeReader.get_object"}
+    | PREFLIGHT
+    | BUILD,
     "build_state_changed": RUNS | {ONCE} | TRAIN,
     "image_pushed": RUNS | {ONCE} | TRAIN,
     "training_state_changed": RUNS | {ONCE} | DEPLOY,
     "endpoint_state_changed": RUNS | {"SageMaker.list_endpoints", "SageMaker.describe_endpoint"},
+    # the latest successful run of the project (a query), then a training job on its image
+    "retrain_requested": RUNS | {"RunStore.query", ONCE} | TRAIN,
+    # the sweeper: the runs with unpublished events (a query on the sparse index), claimed and published
+    "publish_pending": RUNS | {"RunStore.query"},
     # GET/POST routes, and POST /runs/{id}/retry restarts a build, a training job or a deploy.
     "api_handler": RUNS
     | {"RunStore.query", ONCE, "create_upload.generate_presigned_post", "Endpoints.invoke_endpoint"}
@@ -335,6 +351,12 @@ def test_the_policies_are_the_same_in_every_stage(stage: str) -> None:
 def test_functions_write_metrics_as_emf_to_stdout_so_none_may_put_metric_data() -> None:
     for handler in HANDLER_CALLS:
         assert not any(action.startswith("cloudwatch:") for action, _ in grants(policy(handler)))
+
+
+def test_event_permissions_match_the_configured_bus() -> None:
+    for stage in STAGES:
+        bus = package.environment(CONFIG, stage)["SAGEDOCK_EVENT_BUS"]
+        assert RESOURCES["event bus"].endswith(f":event-bus/{bus}")
 
 
 def test_repository_permissions_match_the_configured_ecr_prefix() -> None:
