@@ -32,6 +32,7 @@ from pydantic import (
 
 from chalicelib import names
 from chalicelib.errors import ManifestInvalid
+from chalicelib.rollout import AutoscalingConfig, UpdateConfig, check_deploy
 
 MANIFEST_NAME: Final = "sagedock.toml"
 PROJECT_PATTERN: Final = names.PROJECT_PATTERN
@@ -171,6 +172,9 @@ class BuildConfig(_Section):
 
     dockerfile: BundlePath = "Dockerfile"
     build_args: dict[BuildArgName, ScalarValue] = Field(default_factory=dict)
+    # The image scan gate: training waits for ECR's scan on push; findings at or above the threshold fail it.
+    scan: bool = False
+    scan_fail_severity: Literal["CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL"] = "HIGH"
 
     def build_args_as_strings(self) -> dict[str, str]:
         """The --build-arg values as Docker receives them."""
@@ -225,6 +229,21 @@ class DeployConfig(_Section):
     initial_instance_count: int | None = Field(default=None, gt=0)
     startup_health_timeout_seconds: int = Field(default=600, ge=60, le=3600)
     serverless: ServerlessConfig | None = None
+    update: UpdateConfig | None = None
+    autoscaling: AutoscalingConfig | None = None
+
+    @model_validator(mode="after")
+    def _sagemaker_accepts_the_rollout(self) -> DeployConfig:
+        problems = check_deploy(
+            serverless=self.serverless is not None,
+            instance_type=self.instance_type,
+            instance_count=self.initial_instance_count,
+            update=self.update,
+            autoscaling=self.autoscaling,
+        )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @model_validator(mode="before")
     @classmethod

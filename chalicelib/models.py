@@ -105,6 +105,14 @@ class RunError(_Model):
     message: str
 
 
+class ScanResult(_Model):
+    """ECR's scan of the run's image (`[build] scan = true`): its status and findings by severity."""
+
+    digest: str
+    status: str
+    counts: dict[str, int] = Field(default_factory=dict)
+
+
 class Run(_Model):
     """A run of the pipeline for one bundle object."""
 
@@ -125,6 +133,7 @@ class Run(_Model):
     error: RunError | None = None
     attempt: int = Field(default=1, ge=1)
     manifest: dict[str, Any] | None = None
+    scan: ScanResult | None = None
     version: int = Field(default=0, ge=0)
 
     def public(self) -> dict[str, Any]:

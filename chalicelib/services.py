@@ -67,7 +67,17 @@ class Services:
     clients it needs; tests and the local cloud pass their own as keyword arguments instead."""
 
     def __init__(self, settings: Settings, *, clock: Callable[[], str] = utcnow, **adapters: Any) -> None:
-        unknown = set(adapters) - {"dynamodb", "runs", "s3", "codebuild", "ecr", "sagemaker", "once"}
+        unknown = set(adapters) - {
+            "dynamodb",
+            "runs",
+            "s3",
+            "codebuild",
+            "ecr",
+            "sagemaker",
+            "once",
+            "autoscaling",
+            "alarms",
+        }
         if unknown:
             raise TypeError(f"unknown services: {sorted(unknown)}")
         self.settings = settings
@@ -110,6 +120,20 @@ class Services:
         from chalicelib.sagemaker import SageMaker
 
         return SageMaker(client("sagemaker"))
+
+    @cached_property
+    def autoscaling(self) -> Any:
+        """Registers endpoint variants with Application Auto Scaling."""
+        from chalicelib.autoscaling import AutoScaling
+
+        return AutoScaling(client("application-autoscaling"))
+
+    @cached_property
+    def alarms(self) -> Any:
+        """Reads the state of an update's rollback alarms."""
+        from chalicelib.cloudwatch import Alarms
+
+        return Alarms(client("cloudwatch"))
 
     @cached_property
     def once(self) -> Once:

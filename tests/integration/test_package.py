@@ -104,7 +104,7 @@ def properties(resources: dict[str, Any], name: str) -> dict[str, Any]:
 # --- events -------------------------------------------------------------------------------------------
 def test_each_event_handler_has_one_rule_with_the_apps_exact_pattern(resources: dict[str, Any]) -> None:
     patterns = event_patterns()
-    assert len(patterns) == 5
+    assert len(patterns) == 6
     for name, pattern in patterns.items():
         events = properties(resources, name)["Events"]
         assert list(events) == [package.event_id(name)]

@@ -41,6 +41,11 @@ RESOURCES = {
     "endpoints": f"{SM}:endpoint/*",
     "sagemaker role": "${SageMakerExecutionRole.Arn}",
     "failed events": "${FailedEventsQueue.Arn}",
+    "scalable targets": "arn:${AWS::Partition}:application-autoscaling:${AWS::Region}:${AWS::AccountId}"
+    ":scalable-target/*",
+    "autoscaling role": "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/aws-service-role/"
+    "sagemaker.application-autoscaling.amazonaws.com/AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint",
+    "alarms": "arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:*",
     "any": "*",
 }
 
@@ -83,6 +88,22 @@ CALL_SITES: dict[str, list[tuple[str, str]]] = {
     ],
     "SageMaker.update_endpoint": [("sagemaker:UpdateEndpoint", "endpoints")],
     "Endpoints.invoke_endpoint": [("sagemaker:InvokeEndpoint", "endpoints")],
+    "Ecr.describe_image_scan_findings": [("ecr:DescribeImageScanFindings", "repositories")],
+    # Registering a SageMaker variant: Application Auto Scaling checks the caller may read and resize it,
+    # and creates its service-linked role the first time (iam:CreateServiceLinkedRole, conditioned).
+    "AutoScaling.register_scalable_target": [
+        ("application-autoscaling:RegisterScalableTarget", "scalable targets"),
+        ("sagemaker:DescribeEndpoint", "endpoints"),
+        ("sagemaker:DescribeEndpointConfig", "endpoint configs"),
+        ("sagemaker:UpdateEndpointWeightsAndCapacities", "endpoints"),
+        ("iam:CreateServiceLinkedRole", "autoscaling role"),
+    ],
+    "AutoScaling.put_scaling_policy": [("application-autoscaling:PutScalingPolicy", "scalable targets")],
+    "AutoScaling.deregister_scalable_target": [
+        ("application-autoscaling:DeregisterScalableTarget", "scalable targets")
+    ],
+    "AutoScaling.describe_scalable_targets": [("application-autoscaling:DescribeScalableTargets", "any")],
+    "Alarms.describe_alarms": [("cloudwatch:DescribeAlarms", "alarms")],
 }
 # services.Once runs side effects through powertools' DynamoDB idempotency layer, which the scan cannot
 # see: it reads, writes, updates and deletes its records in the idempotency table.
@@ -95,6 +116,7 @@ CALL_SITES[ONCE] = [
 RUNS = {"RunStore.get_item", "RunStore.put_item"}  # find/get/create/save/update, endpoint owners
 BUILD = {"Ecr.create_repository", "Ecr.describe_repositories", "CodeBuild.start_build"}  # _start_build
 TRAIN = {"SageMaker.create_training_job"}  # _start_training
+SCAN = {"Ecr.describe_image_scan_findings"}  # _start_training's scan gate ([build] scan = true)
 DEPLOY = {  # _deploy: artifact, model, endpoint config, create or update the endpoint
     "SageMaker.describe_training_job",
     "SageMaker.create_model",
@@ -105,13 +127,23 @@ DEPLOY = {  # _deploy: artifact, model, endpoint config, create or update the en
     "SageMaker.describe_endpoint",
     "SageMaker.create_endpoint",
     "SageMaker.update_endpoint",
+    "AutoScaling.describe_scalable_targets",  # _change_endpoint, before an instance type change
+    "AutoScaling.deregister_scalable_target",
+}
+SCALE = {  # endpoint_state_changed: the variant's scaling once in service; which rollback alarm fired
+    "AutoScaling.register_scalable_target",
+    "AutoScaling.put_scaling_policy",
+    "AutoScaling.describe_scalable_targets",
+    "AutoScaling.deregister_scalable_target",
+    "Alarms.describe_alarms",
 }
 HANDLER_CALLS: dict[str, set[str]] = {
     "bundle_uploaded": RUNS | {ONCE, "S3RangeReader.head_object", "S3RangeReader.get_object"} | BUILD,
-    "build_state_changed": RUNS | {ONCE} | TRAIN,
-    "image_pushed": RUNS | {ONCE} | TRAIN,
+    "build_state_changed": RUNS | {ONCE} | TRAIN | SCAN,
+    "image_pushed": RUNS | {ONCE} | TRAIN | SCAN,
+    "image_scanned": RUNS | {ONCE} | TRAIN | SCAN,
     "training_state_changed": RUNS | {ONCE} | DEPLOY,
-    "endpoint_state_changed": RUNS | {"SageMaker.list_endpoints", "SageMaker.describe_endpoint"},
+    "endpoint_state_changed": RUNS | {"SageMaker.list_endpoints", "SageMaker.describe_endpoint"} | SCALE,
     # GET/POST routes, and POST /runs/{id}/retry restarts a build, a training job or a deploy.
     "api_handler": RUNS
     | {"RunStore.query", ONCE, "create_upload.generate_presigned_post", "Endpoints.invoke_endpoint"}
@@ -134,6 +166,7 @@ def infrastructure_grants(handler: str) -> set[tuple[str, str]]:
 # Actions that may have Resource "*", each because AWS offers no narrower resource for it.
 STAR_RESOURCE_ALLOWED = {
     "sagemaker:ListEndpoints": "a List action: no resource-level permissions",
+    "application-autoscaling:DescribeScalableTargets": "Describe actions: no resource-level permissions",
     "ecr:GetAuthorizationToken": "the registry login token is account-wide: no resource-level permissions",
     "cloudwatch:PutMetricData": "no resource-level permissions (narrowed by a namespace condition)",
     "ec2:DescribeNetworkInterfaces": "ec2 Describe actions: no resource-level permissions",
@@ -320,7 +353,18 @@ def test_the_policies_are_the_same_in_every_stage(stage: str) -> None:
 
 def test_functions_write_metrics_as_emf_to_stdout_so_none_may_put_metric_data() -> None:
     for handler in HANDLER_CALLS:
-        assert not any(action.startswith("cloudwatch:") for action, _ in grants(policy(handler)))
+        actions = {action for action, _ in grants(policy(handler)) if action.startswith("cloudwatch:")}
+        assert actions <= {"cloudwatch:DescribeAlarms"}, f"{handler}: {sorted(actions)}"
+
+
+def test_the_service_linked_role_may_be_created_only_for_sagemaker_autoscaling() -> None:
+    for handler in HANDLER_CALLS:
+        for statement in statements(policy(handler)):
+            if "iam:CreateServiceLinkedRole" in as_list(statement["Action"]):
+                assert as_list(statement["Action"]) == ["iam:CreateServiceLinkedRole"], handler
+                assert statement.get("Condition") == {
+                    "StringLike": {"iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"}
+                }, handler
 
 
 def test_repository_permissions_match_the_configured_ecr_prefix() -> None:
