@@ -34,20 +34,21 @@ TRANSIENT_CODES = frozenset(
 )
 
 
-# Each service's retries, explicit and bounded (max_attempts counts the first call). Standard mode retries
-# throttling, 5xx and transient network errors with capped exponential backoff; SageMaker's control plane
-# throttles per account at low rates, so its clients also pace themselves (adaptive: a client-side rate
-# limiter). A call that still fails raises TransientError, and Lambda redelivers the event.
+# Each service's retries, explicit and bounded (total_max_attempts counts the first call). Standard mode
+# retries throttling, 5xx and transient network errors with jittered exponential backoff: 5 attempts sleep
+# at most 1 + 2 + 4 + 8 = 15 s, within the event functions' 30 s timeout; a call that still fails raises
+# TransientError and Lambda redelivers the event. Adaptive mode is not used: its client-side rate limiter
+# outlives the invocation in a warm Lambda and, after a burst of throttling, can hold a call far longer.
 RETRIES: dict[str, dict[str, str | int]] = {
-    "dynamodb": {"mode": "standard", "max_attempts": 8},
-    "s3": {"mode": "standard", "max_attempts": 5},
-    "codebuild": {"mode": "standard", "max_attempts": 5},
-    "ecr": {"mode": "standard", "max_attempts": 5},
-    "sagemaker": {"mode": "adaptive", "max_attempts": 6},
-    "sagemaker-runtime": {"mode": "standard", "max_attempts": 3},
-    "application-autoscaling": {"mode": "standard", "max_attempts": 5},
-    "cloudwatch": {"mode": "standard", "max_attempts": 5},
-    "events": {"mode": "standard", "max_attempts": 5},
+    "dynamodb": {"mode": "standard", "total_max_attempts": 5},
+    "s3": {"mode": "standard", "total_max_attempts": 5},
+    "codebuild": {"mode": "standard", "total_max_attempts": 5},
+    "ecr": {"mode": "standard", "total_max_attempts": 5},
+    "sagemaker": {"mode": "standard", "total_max_attempts": 5},
+    "sagemaker-runtime": {"mode": "standard", "total_max_attempts": 3},  # invocations: the caller retries
+    "application-autoscaling": {"mode": "standard", "total_max_attempts": 5},
+    "cloudwatch": {"mode": "standard", "total_max_attempts": 5},
+    "events": {"mode": "standard", "total_max_attempts": 5},
 }
 
 
