@@ -216,7 +216,17 @@ def warm_clients() -> None:
     are being created, and handlers run on several threads."""
     aws = sys.modules.get("chalicelib.aws")
     factory = getattr(aws, "client", None)
-    for service in ("s3", "dynamodb", "codebuild", "ecr", "sagemaker", "sagemaker-runtime", "events"):
+    for service in (
+        "s3",
+        "dynamodb",
+        "codebuild",
+        "ecr",
+        "sagemaker",
+        "sagemaker-runtime",
+        "events",
+        "application-autoscaling",
+        "cloudwatch",
+    ):
         if callable(factory):
             try:
                 factory(service)
