@@ -34,7 +34,7 @@ startup_health_timeout_seconds = 120
 """
 
 
-def bundle(update: str) -> bytes:
+def bundle(update: str, *, build: str = "", endpoint: str = ENDPOINT) -> bytes:
     """The sample container with a manifest of its own: same code, a new bundle (so a new run) each time."""
     source = zipfile.ZipFile(io.BytesIO(zip_directory(ROOT / "container")))
     out = io.BytesIO()
@@ -42,7 +42,8 @@ def bundle(update: str) -> bytes:
         for item in source.infolist():
             if item.filename != "sagedock.toml":
                 target.writestr(item, source.read(item))
-        target.writestr("sagedock.toml", MANIFEST.format(update=update))
+        manifest = build + MANIFEST.format(update=update).replace(f'"{ENDPOINT}"', f'"{endpoint}"')
+        target.writestr("sagedock.toml", manifest)
     return out.getvalue()
 
 
@@ -143,3 +144,16 @@ def test_an_alarm_during_the_bake_rolls_the_update_back_and_the_old_config_keeps
     assert endpoint["EndpointConfigName"] == serving
     assert ALARM in endpoint["FailureReason"]
     assert b"setosa" in local_cloud.api.invoke(ENDPOINT, ROW, content_type="text/csv")[1]
+
+
+def test_the_scan_gate_holds_training_and_says_the_local_cloud_cannot_scan(
+    local_cloud: LocalCloudProcess,
+) -> None:
+    # Given a bundle asking for the scan gate (the local cloud has no vulnerability scanner)
+    key = local_cloud.upload("scanned", bundle("", build="[build]\nscan = true\n", endpoint="scanned"), "v1")
+    # Then the run ends FAILED at build, before any training job, saying what to do
+    run = local_cloud.wait_run(local_cloud.run_for_key("scanned", key), RUN_TIMEOUT)
+    assert run["status"] == "FAILED", run
+    assert run["error"]["stage"] == "build" and run["error"]["code"] == "ImageScanFailed"
+    assert "FINDINGS_UNAVAILABLE" in run["error"]["message"]
+    assert not run.get("training_job_name")
