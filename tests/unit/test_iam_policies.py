@@ -86,7 +86,11 @@ CALL_SITES: dict[str, list[tuple[str, str]]] = {
         ("sagemaker:CreateEndpoint", "endpoints"),
         ("sagemaker:AddTags", "endpoints"),
     ],
-    "SageMaker.update_endpoint": [("sagemaker:UpdateEndpoint", "endpoints")],
+    # With AutoRollbackConfiguration, SageMaker checks the caller may read the rollback alarms.
+    "SageMaker.update_endpoint": [
+        ("sagemaker:UpdateEndpoint", "endpoints"),
+        ("cloudwatch:DescribeAlarms", "alarms"),
+    ],
     "Endpoints.invoke_endpoint": [("sagemaker:InvokeEndpoint", "endpoints")],
     "Ecr.describe_image_scan_findings": [("ecr:DescribeImageScanFindings", "repositories")],
     # Registering a SageMaker variant: Application Auto Scaling checks the caller may read and resize it,
