@@ -536,7 +536,11 @@ def endpoint_state_changed(event: EndpointStateChange, svc: Services) -> Outcome
         return _transition(svc, run.run_id, lambda r: sm.succeed(r, now=svc.clock()), "endpoint in service")
     alarms = specs.rollback_alarms(run)
     if state.status == "InService" and alarms and (state.failure_reason or state.rollback_alarms):
-        fired = svc.alarms.fired(alarms, since=_deploy_started(run))
+        try:
+            fired = svc.alarms.fired(alarms, since=_deploy_started(run))
+        except UpstreamError as exc:  # the alarms cannot be read: the update still failed, say so below
+            logger.warning("rollback alarms unreadable", extra={"error_message": exc.message})
+            fired = []
         if fired:
             return _record_failure(
                 svc,
