@@ -11,7 +11,7 @@ import botocore.session
 import pytest
 from aws_events import build_state, endpoint_state, image_action, image_scan, training_state
 from botocore.validate import ParamValidator
-from moto_cloud import REGION, Cloud, make_bundle
+from moto_cloud import REGION, Cloud, make_bundle, put_rollback_alarm
 from test_pipeline import DIGEST, _moto_sagemaker, received
 
 from chalicelib import services as services_module
@@ -202,20 +202,7 @@ class TestBlueGreen:
         first = in_service(cloud, "bundles/iris/v1.zip", BASE)
         old_config = cloud.run(first)["endpoint_config_name"]
         cloudwatch = boto3.client("cloudwatch", region_name=REGION)
-        cloudwatch.put_metric_alarm(
-            AlarmName="iris-5xx",
-            Namespace="AWS/SageMaker",
-            MetricName="Invocation5XXErrors",
-            Dimensions=[
-                {"Name": "EndpointName", "Value": "iris"},
-                {"Name": "VariantName", "Value": "AllTraffic"},
-            ],
-            Statistic="Sum",
-            Period=60,
-            EvaluationPeriods=1,
-            Threshold=1,
-            ComparisonOperator="GreaterThanOrEqualToThreshold",
-        )
+        put_rollback_alarm(cloudwatch, "iris-5xx")
         rollback = FakeUpdate(roll_back_with="Deployment was rolled back: alarm in ALARM state during baking")
         monkeypatch.setattr(cloud.sagemaker.inner, "update_endpoint", rollback, raising=False)
         # When the canary update of a second run trips the alarm and SageMaker rolls it back
@@ -240,16 +227,7 @@ class TestBlueGreen:
     ) -> None:
         first = in_service(cloud, "bundles/iris/v1.zip", BASE)
         old_config = cloud.run(first)["endpoint_config_name"]
-        boto3.client("cloudwatch", region_name=REGION).put_metric_alarm(
-            AlarmName="iris-5xx",
-            Namespace="AWS/SageMaker",
-            MetricName="Invocation5XXErrors",
-            Statistic="Sum",
-            Period=60,
-            EvaluationPeriods=1,
-            Threshold=1,
-            ComparisonOperator="GreaterThanOrEqualToThreshold",
-        )
+        put_rollback_alarm(boto3.client("cloudwatch", region_name=REGION), "iris-5xx")
         failing = FakeUpdate(roll_back_with="The primary container did not pass the ping health check.")
         monkeypatch.setattr(cloud.sagemaker.inner, "update_endpoint", failing, raising=False)
         second = str(received(cloud, "bundles/iris/v2.zip", make_bundle({"sagedock.toml": CANARY}))["run_id"])

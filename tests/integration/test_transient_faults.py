@@ -22,7 +22,7 @@ import pytest
 from aws_events import build_state, endpoint_state, image_action, image_scan, training_state
 from botocore.awsrequest import AWSResponse
 from moto.core.botocore_stubber import BotocoreStubber
-from moto_cloud import SETTINGS, Atomic, Cloud, make_bundle, open_cloud
+from moto_cloud import SETTINGS, Atomic, Cloud, make_bundle, open_cloud, put_rollback_alarm
 from test_pipeline import DIGEST, _moto_sagemaker
 
 from chalicelib import aws
@@ -176,16 +176,7 @@ def run_pipeline(w: Wired) -> tuple[str, str]:
     rollback alarm, autoscaling, scan gate): the two run ids."""
     cloudwatch = aws.client("cloudwatch")
     w.faults.exhaust, exhaust = None, w.faults.exhaust  # the alarm is the user's, made before the test
-    cloudwatch.put_metric_alarm(
-        AlarmName="iris-5xx",
-        Namespace="AWS/SageMaker",
-        MetricName="Invocation5XXErrors",
-        Statistic="Sum",
-        Period=60,
-        EvaluationPeriods=1,
-        Threshold=1,
-        ComparisonOperator="GreaterThanOrEqualToThreshold",
-    )
+    put_rollback_alarm(cloudwatch, "iris-5xx")
     w.faults.exhaust = exhaust
     run_ids = []
     for key, digest in (("bundles/iris/v1.zip", DIGEST), ("bundles/iris/v2.zip", "sha256:" + "cd" * 32)):
