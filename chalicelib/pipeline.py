@@ -305,7 +305,7 @@ def image_scanned(event: ImageScan, svc: Services) -> Outcome:
     logger.set_correlation_id(run.run_id)
     if run.image and not run.image.repository.endswith("/" + event.repository_name):
         return _ignored("scan of another repository than the run's", repository=event.repository_name)
-    if not scangate.required(run):
+    if not scangate.required(run, svc.settings):
         return _ignored("the run does not wait for a scan", run_id=run.run_id)
     result = ScanResult(
         digest=event.image_digest, status=event.scan_status, counts=dict(event.finding_severity_counts)
@@ -349,7 +349,7 @@ def _start_training(svc: Services, run: Run, digest: str, *, scan: ScanResult | 
     if run.status != Status.BUILDING:
         return _ignored(f"image already handled; run is {run.status}", run_id=run.run_id)
     assert run.image is not None
-    if scangate.required(run):
+    if scangate.required(run, svc.settings):
         gate = _scan_gate(svc, run, digest, scan)
         if not isinstance(gate, ScanResult):
             return gate

@@ -6,6 +6,7 @@ from typing import Any, Final
 
 from chalicelib.errors import UpstreamError
 from chalicelib.models import Run, ScanResult
+from chalicelib.settings import Settings
 
 # Most severe first; a threshold fails the run on findings of its severity or any above it.
 SEVERITIES: Final = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNDEFINED")
@@ -26,9 +27,10 @@ def _build(run: Run) -> dict[str, Any]:
     return build
 
 
-def required(run: Run) -> bool:
-    """Whether the run's manifest asks for the scan gate (`[build] scan = true`)."""
-    return bool(_build(run).get("scan", False))
+def required(run: Run, settings: Settings) -> bool:
+    """Whether the run waits for the scan: its manifest asks (`[build] scan = true`) or the stage does
+    (SAGEDOCK_REQUIRE_IMAGE_SCAN)."""
+    return settings.require_image_scan or bool(_build(run).get("scan", False))
 
 
 def threshold(run: Run) -> str:

@@ -324,3 +324,19 @@ class TestScanGate:
         assert scan["action"] == "ignored"
         cloud.send("image_pushed", image_action("sagedock/iris", DIGEST, run_id))
         assert cloud.run(run_id)["status"] == "TRAINING"
+
+    def test_a_stage_that_requires_the_scan_gates_bundles_that_do_not_ask(
+        self, cloud: Cloud, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Given a stage with SAGEDOCK_REQUIRE_IMAGE_SCAN, and a bundle without [build] scan
+        svc = services_module.get_services()
+        monkeypatch.setattr(svc, "settings", svc.settings.model_copy(update={"require_image_scan": True}))
+        run_id = str(received(cloud, body=make_bundle({"sagedock.toml": BASE}))["run_id"])
+        # When its image is pushed, then scanned with a critical finding
+        assert (
+            cloud.send("image_pushed", image_action("sagedock/iris", DIGEST, run_id))["action"] == "ignored"
+        )
+        cloud.send("image_scanned", image_scan("sagedock/iris", DIGEST, [run_id], {"CRITICAL": 1}))
+        # Then the run failed at build without training
+        assert cloud.run(run_id)["error"]["code"] == "ImageVulnerable"
+        assert cloud.sagemaker.named("create_training_job") == []
