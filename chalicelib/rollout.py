@@ -57,6 +57,15 @@ class UpdateConfig(_Table):
                 )
             if names and self.strategy != strategy:
                 raise ValueError(f'{names[0]} only applies to strategy = "{strategy}"')
+        waits = self.wait_interval_seconds + self.termination_wait_seconds
+        if (
+            self.maximum_execution_timeout_seconds is not None
+            and self.maximum_execution_timeout_seconds <= waits
+        ):
+            raise ValueError(
+                f"maximum_execution_timeout_seconds ({self.maximum_execution_timeout_seconds}) must exceed "
+                f"wait_interval_seconds + termination_wait_seconds ({waits}), as SageMaker requires"
+            )
         for alarm in self.rollback_alarms:
             if not alarm.strip() or len(alarm) > 255:
                 raise ValueError(

@@ -165,6 +165,11 @@ def test_no_update_table_means_sagemakers_default_update() -> None:
             "rollback_alarms",
         ),
         ('[deploy.update]\nrollback_alarms = ["  "]', "not a CloudWatch alarm name"),
+        (
+            "[deploy.update]\nwait_interval_seconds = 600\ntermination_wait_seconds = 100\n"
+            "maximum_execution_timeout_seconds = 700",
+            "must exceed wait_interval_seconds + termination_wait_seconds (700)",
+        ),
         ('[deploy.update]\nstrategy = "blue_green"', "update.strategy"),
         ("[deploy.update]\nbake = 1", "update.bake: unknown key"),
         # autoscaling bounds
