@@ -95,6 +95,7 @@ class Faults:
     injected: Counter[str] = field(default_factory=Counter)
     applied: Counter[str] = field(default_factory=Counter)  # calls that reached AWS (moto, or UpdateEndpoint)
     exhausted: bool = False
+    roll_back: bool = False  # UpdateEndpoint is rolled back by the rollback alarm
     sleeps: list[float] = field(default_factory=list)
 
     def hook(self, request: Any, event_name: str, **_: Any) -> AWSResponse | None:
@@ -118,7 +119,13 @@ class Faults:
     def _update(self, request: Any) -> AWSResponse:
         params = json.loads(request.body)
         endpoint = _moto_sagemaker().endpoints[params["EndpointName"]]
-        endpoint.endpoint_config_name = params["EndpointConfigName"]
+        if self.roll_back:  # the update's alarm fires: the endpoint stays on its config
+            endpoint.failure_reason = "Deployment rolled back: an alarm went to ALARM during baking."
+            aws.client("cloudwatch").set_alarm_state(
+                AlarmName="iris-5xx", StateValue="ALARM", StateReason="5xx"
+            )
+        else:
+            endpoint.endpoint_config_name = params["EndpointConfigName"]
         body = json.dumps({"EndpointArn": endpoint.arn}).encode()
         return AWSResponse(request.url, 200, {"Content-Type": "application/x-amz-json-1.1"}, _Raw(body))
 
@@ -178,27 +185,26 @@ def run_pipeline(w: Wired) -> tuple[str, str]:
     w.faults.exhaust, exhaust = None, w.faults.exhaust  # the alarm is the user's, made before the test
     put_rollback_alarm(cloudwatch, "iris-5xx")
     w.faults.exhaust = exhaust
-    run_ids = []
-    for key, digest in (("bundles/iris/v1.zip", DIGEST), ("bundles/iris/v2.zip", "sha256:" + "cd" * 32)):
-        uploaded = w.cloud.upload(key, make_bundle({"sagedock.toml": MANIFEST}))
-        run_id = w.deliver(uploaded)["run_id"]
-        run = w.cloud.run(run_id)
-        w.deliver(image_action("sagedock/iris", digest, run_id))  # waits for the scan
-        w.deliver(image_scan("sagedock/iris", digest, [run_id], {"LOW": 1}))
-        w.deliver(
-            build_state(
-                "sagedock-build",
-                run["build_id"],
-                "SUCCEEDED",
-                run_id=run_id,
-                exported={"IMAGE_DIGEST": digest},
-            )
-        )
-        job = w.cloud.run(run_id)["training_job_name"]
-        w.deliver(training_state(job, "Completed"))
-        w.deliver(endpoint_state("iris", w.cloud.run(run_id)["endpoint_config_name"], "IN_SERVICE"))
-        run_ids.append(run_id)
-    return run_ids[0], run_ids[1]
+    first = trained(w, "bundles/iris/v1.zip", DIGEST)
+    w.deliver(endpoint_state("iris", w.cloud.run(first)["endpoint_config_name"], "IN_SERVICE"))
+    second = trained(w, "bundles/iris/v2.zip", "sha256:" + "cd" * 32)
+    w.deliver(endpoint_state("iris", w.cloud.run(second)["endpoint_config_name"], "IN_SERVICE"))
+    return first, second
+
+
+def trained(w: Wired, key: str, digest: str) -> str:
+    """A bundle taken through its upload, push, scan, build and training events: its run id."""
+    uploaded = w.cloud.upload(key, make_bundle({"sagedock.toml": MANIFEST}))
+    run_id = str(w.deliver(uploaded)["run_id"])
+    run = w.cloud.run(run_id)
+    w.deliver(image_action("sagedock/iris", digest, run_id))  # waits for the scan
+    w.deliver(image_scan("sagedock/iris", digest, [run_id], {"LOW": 1}))
+    succeeded = build_state(
+        "sagedock-build", run["build_id"], "SUCCEEDED", run_id=run_id, exported={"IMAGE_DIGEST": digest}
+    )
+    w.deliver(succeeded)
+    w.deliver(training_state(w.cloud.run(run_id)["training_job_name"], "Completed"))
+    return run_id
 
 
 def assert_done_once(w: Wired, first: str, second: str) -> None:
@@ -273,3 +279,24 @@ def test_a_call_failing_past_its_retries_is_finished_by_redelivery_without_dupli
     assert redelivered == (call != "dynamodb.UpdateItem"), wired.errors
     # And the runs still ended SUCCEEDED, with nothing done twice and nothing lost
     assert_done_once(wired, first, second)
+
+
+@pytest.mark.parametrize("fault", ["absorbed", "exhausted"])
+def test_a_rollback_is_recorded_whatever_the_faults_on_reading_its_alarms(wired: Wired, fault: str) -> None:
+    # Given the alarm read throttled (twice, or past its retries once), and an update its alarm rolls back
+    _, second = run_pipeline(wired)  # the endpoint in service, its alarm made
+    serving = wired.cloud.run(second)["endpoint_config_name"]
+    wired.faults.roll_back = True
+    third = trained(wired, "bundles/iris/v3.zip", "sha256:" + "ef" * 32)
+    if fault == "absorbed":
+        wired.faults.fail_first = 2
+    else:
+        wired.faults.exhaust = "cloudwatch.DescribeAlarms"
+    # When the endpoint's event says it is in service on its old config
+    wired.deliver(endpoint_state("iris", serving, "IN_SERVICE"))
+    # Then the run FAILED with the alarm named, and the faults did reach the alarm read
+    error = wired.cloud.run(third)["error"]
+    assert error["code"] == "EndpointUpdateRolledBack" and "iris-5xx" in error["message"], error
+    assert serving in error["message"] and _moto_sagemaker().endpoints["iris"].endpoint_config_name == serving
+    assert wired.faults.injected["cloudwatch.DescribeAlarms"] >= 2
+    assert wired.faults.exhausted == (fault == "exhausted")
