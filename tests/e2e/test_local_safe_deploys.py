@@ -13,6 +13,7 @@ import pytest
 from localcloud import ROOT, LocalCloudProcess, wait_until
 
 from sagedock.commands.submit import zip_directory
+from tests.alarms import put_rollback_alarm
 
 pytestmark = pytest.mark.slow
 
@@ -60,20 +61,7 @@ def host_log(cloud: LocalCloudProcess) -> str:
 @pytest.fixture(scope="module")
 def first(local_cloud: LocalCloudProcess) -> dict[str, Any]:
     """The endpoint in service on a first run, and the user's alarm on it (OK: no data yet)."""
-    local_cloud.aws("cloudwatch").put_metric_alarm(
-        AlarmName=ALARM,
-        Namespace="AWS/SageMaker",
-        MetricName="Invocation5XXErrors",
-        Dimensions=[
-            {"Name": "EndpointName", "Value": ENDPOINT},
-            {"Name": "VariantName", "Value": "AllTraffic"},
-        ],
-        Statistic="Sum",
-        Period=60,
-        EvaluationPeriods=1,
-        Threshold=1,
-        ComparisonOperator="GreaterThanOrEqualToThreshold",
-    )
+    put_rollback_alarm(local_cloud.aws("cloudwatch"), ALARM, ENDPOINT)
     run = local_cloud.wait_run(submit(local_cloud, "v1", ""), RUN_TIMEOUT)
     assert run["status"] == "SUCCEEDED", run.get("error")
     return run

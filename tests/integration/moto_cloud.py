@@ -141,24 +141,6 @@ class Cloud:
         return body
 
 
-def put_rollback_alarm(cloudwatch: Any, name: str, endpoint: str = "iris") -> None:
-    """A user's alarm on the endpoint's 5xx errors, as a rollback alarm would be (no data yet: not ALARM)."""
-    cloudwatch.put_metric_alarm(
-        AlarmName=name,
-        Namespace="AWS/SageMaker",
-        MetricName="Invocation5XXErrors",
-        Dimensions=[
-            {"Name": "EndpointName", "Value": endpoint},
-            {"Name": "VariantName", "Value": "AllTraffic"},
-        ],
-        Statistic="Sum",
-        Period=60,
-        EvaluationPeriods=1,
-        Threshold=1,
-        ComparisonOperator="GreaterThanOrEqualToThreshold",
-    )
-
-
 def _provision(settings: dict[str, str]) -> None:
     s3 = boto3.client("s3", region_name=REGION)
     for name in ("SAGEDOCK_SOURCE_BUCKET", "SAGEDOCK_DATA_BUCKET", "SAGEDOCK_ARTIFACT_BUCKET"):

@@ -11,10 +11,11 @@ import botocore.session
 import pytest
 from aws_events import build_state, endpoint_state, image_action, image_scan, training_state
 from botocore.validate import ParamValidator
-from moto_cloud import REGION, Cloud, make_bundle, put_rollback_alarm
+from moto_cloud import REGION, Cloud, make_bundle
 from test_pipeline import DIGEST, _moto_sagemaker, received
 
 from chalicelib import services as services_module
+from tests.alarms import put_rollback_alarm
 
 BASE = b"""
 [train]

@@ -22,13 +22,14 @@ import pytest
 from aws_events import build_state, endpoint_state, image_action, image_scan, training_state
 from botocore.awsrequest import AWSResponse
 from moto.core.botocore_stubber import BotocoreStubber
-from moto_cloud import SETTINGS, Atomic, Cloud, make_bundle, open_cloud, put_rollback_alarm
+from moto_cloud import SETTINGS, Atomic, Cloud, make_bundle, open_cloud
 from test_pipeline import DIGEST, _moto_sagemaker
 
 from chalicelib import aws
 from chalicelib import services as services_module
 from chalicelib.codebuild import CodeBuild
 from chalicelib.sagemaker import SageMaker
+from tests.alarms import put_rollback_alarm
 
 MANIFEST = b"""
 [build]

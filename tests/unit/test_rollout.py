@@ -18,6 +18,7 @@ from chalicelib.errors import ManifestInvalid, SettingsError
 from chalicelib.manifest import parse_manifest
 from chalicelib.models import ImageRef, Run, ScanResult, SourceRef, Status
 from chalicelib.settings import load_settings
+from tests.settings_env import PRIVATE, REQUIRED
 
 CHALICELIB = Path(__file__).resolve().parents[2] / "chalicelib"
 
@@ -242,39 +243,21 @@ def _run(build: dict[str, Any]) -> Run:
     )
 
 
-STAGE = {
-    "SAGEDOCK_SOURCE_BUCKET": "sagedock-source",
-    "SAGEDOCK_DATA_BUCKET": "sagedock-data",
-    "SAGEDOCK_ARTIFACT_BUCKET": "sagedock-artifacts",
-    "SAGEDOCK_RUNS_TABLE": "sagedock-runs",
-    "SAGEDOCK_IDEMPOTENCY_TABLE": "sagedock-idempotency",
-    "SAGEDOCK_CODEBUILD_PROJECT": "sagedock-build",
-    "SAGEDOCK_SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/sagedock-sagemaker",
-}
-
-
 def test_the_scan_gate_is_off_unless_the_bundle_or_the_stage_asks_and_fails_at_high_by_default() -> None:
-    stage = load_settings(STAGE)
+    stage = load_settings(REQUIRED)
     assert parse_manifest("", project="iris").build.scan is False
     assert not scangate.required(_run({}), stage)
     build = parse_manifest("[build]\nscan = true\n", project="iris").model_dump(mode="json")["build"]
     assert scangate.required(_run(build), stage) and scangate.threshold(_run(build)) == "HIGH"
     assert "build.scan_fail_severity" in refused('[build]\nscan = true\nscan_fail_severity = "BAD"\n')
     # A stage can require the gate for every run, whatever the bundle says
-    assert scangate.required(_run({}), load_settings({**STAGE, "SAGEDOCK_REQUIRE_IMAGE_SCAN": "true"}))
+    assert scangate.required(_run({}), load_settings({**REQUIRED, "SAGEDOCK_REQUIRE_IMAGE_SCAN": "true"}))
 
 
 def test_a_stage_cannot_require_ecr_scans_of_images_it_pushes_to_a_private_registry() -> None:
-    private = {
-        "SAGEDOCK_PRIVATE_REGISTRY": "registry.example.com",
-        "SAGEDOCK_REGISTRY_AUTH_FUNCTION_ARN": "arn:aws:lambda:us-east-1:123456789012:function:auth",
-        "SAGEDOCK_SUBNET_IDS": "subnet-0a",
-        "SAGEDOCK_SECURITY_GROUP_IDS": "sg-0c",
-        "SAGEDOCK_REGISTRY_SECRET_ID": "sagedock/registry",
-        "SAGEDOCK_REQUIRE_IMAGE_SCAN": "true",
-    }
+    private = {**PRIVATE, "SAGEDOCK_REQUIRE_IMAGE_SCAN": "true"}
     with pytest.raises(SettingsError, match="SAGEDOCK_REQUIRE_IMAGE_SCAN"):
-        load_settings({**STAGE, **private})
+        load_settings({**REQUIRED, **private})
 
 
 @pytest.mark.parametrize(
