@@ -90,6 +90,7 @@ class Services:
             "once",
             "autoscaling",
             "alarms",
+            "events",
         }
         if unknown:
             raise TypeError(f"unknown services: {sorted(unknown)}")
@@ -105,8 +106,22 @@ class Services:
 
     @cached_property
     def runs(self) -> RunStore:
-        """The runs table."""
-        return RunStore(self.dynamodb, self.settings.runs_table)
+        """The runs table; each transition's `Run State Change` goes out through its outbox."""
+        return RunStore(self.dynamodb, self.settings.runs_table, outbox=self.outbox)
+
+    @cached_property
+    def outbox(self) -> Any:
+        """Publishes run events after the write that records them (chalicelib/outbox.py)."""
+        from chalicelib.outbox import Outbox
+
+        return Outbox(lambda: self.events, lambda: self.clock())
+
+    @cached_property
+    def events(self) -> Any:
+        """The EventBridge bus run events go to."""
+        from chalicelib.eventbus import EventBus
+
+        return EventBus(client("events"), self.settings.event_bus)
 
     @cached_property
     def s3(self) -> Any:

@@ -90,13 +90,18 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if not args.follow:
         return 0
+    return follow_to_the_end(ApiClient(target), submission.run_id, timeout=args.timeout)
+
+
+def follow_to_the_end(client: ApiClient, run_id: str, *, timeout: float) -> int:
+    """Follow the run, printing its stages; exit code 0 SUCCEEDED, 1 FAILED, 3 lost the API or timed out."""
     try:
-        record = follow(ApiClient(target), submission.run_id, timeout=args.timeout, say=print)
+        record = follow(client, run_id, timeout=timeout, say=print)
     except (ApiError, TimeoutError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
     if record.get("status") != "SUCCEEDED":
-        print(f"run {submission.run_id} FAILED: {error_text(record)}", file=sys.stderr)
+        print(f"run {run_id} FAILED: {error_text(record)}", file=sys.stderr)
         return 1
     return 0
 
