@@ -203,7 +203,6 @@ class RunStore:
             if error_code(exc) == "ConditionalCheckFailedException":
                 raise ConcurrentUpdate(f"run {run.run_id} changed while it was being updated") from exc
             raise translate(exc, "updating the run") from exc
-        self._summarise(stored)
         return stored
 
     def update(self, run_id: str, change: Callable[[Run], Run]) -> Run:
@@ -226,6 +225,8 @@ class RunStore:
                 stored = self.save(new, expected_version=current.version)
             except ConcurrentUpdate:
                 continue
+            if stored.status != current.status:  # the summary shows the status: only a new one changes it
+                self._summarise(stored)
             if self._outbox is not None:
                 self._outbox.flush(self, stored, claim)
             return stored
@@ -317,7 +318,8 @@ class RunStore:
 
     # --- projects -----------------------------------------------------------------------------------------
     def _summarise(self, run: Run) -> None:
-        """Point the project's summary (and, once SUCCEEDED, its latest success) at this run.
+        """Point the project's summary (and, once SUCCEEDED, its latest success) at this run: on creation and
+        on each change of status (one write per step, not per save, to spend little of the retry quota).
 
         Conditional, so a late write of an older run, or of an older version of this run, changes nothing.
         A failed write is logged and skipped: the run itself is recorded, and GET /projects/{project}
