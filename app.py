@@ -129,3 +129,11 @@ def publish_pending(event: CloudWatchEvent) -> dict[str, Any]:
 
     svc = get_services()
     return publish_pending(svc.runs, svc.outbox)
+
+
+# 8. The scan sweeper: runs waiting for their image's scan ask ECR again (its event may be lost), or time out.
+@app.schedule(Rate(5, unit=Rate.MINUTES), name="sweep_scans")
+def sweep_scans(event: CloudWatchEvent) -> dict[str, Any]:
+    from chalicelib.sweeper import sweep_scans
+
+    return sweep_scans(get_services())

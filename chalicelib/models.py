@@ -106,11 +106,15 @@ class RunError(_Model):
 
 
 class ScanResult(_Model):
-    """ECR's scan of the run's image (`[build] scan = true`): its status and findings by severity."""
+    """ECR's scan of the run's image (`[build] scan = true`): its status and findings by severity.
+
+    `waiting_since` (internal) marks a run waiting for the scan, for the scan sweeper, until training starts.
+    """
 
     digest: str
     status: str
     counts: dict[str, int] = Field(default_factory=dict)
+    waiting_since: str | None = None
 
 
 class PendingEvent(_Model):
@@ -154,4 +158,10 @@ class Run(_Model):
 
     def public(self) -> dict[str, Any]:
         """The JSON form of the API (the lock version and the event outbox are internal)."""
-        return self.model_dump(mode="json", exclude={"version", "events_recorded", "outbox"})
+        internal: dict[str, Any] = {
+            "version": True,
+            "events_recorded": True,
+            "outbox": True,
+            "scan": {"waiting_since"},
+        }
+        return self.model_dump(mode="json", exclude=internal)

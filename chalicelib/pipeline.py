@@ -11,6 +11,7 @@ transient AWS errors are raised, so that Lambda retries the event.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from datetime import datetime
@@ -337,11 +338,64 @@ def _scan_gate(svc: Services, run: Run, digest: str, scan: ScanResult | None) ->
         except UpstreamError as exc:
             return _record_failure(svc, run.run_id, Stage.BUILD, exc.code, exc.message)
     if scan is None or not scangate.settled(scan):
-        return _ignored("waiting for the image scan", run_id=run.run_id, digest=digest)
+        return _await_scan(svc, run, digest, scan)
     stop = scangate.verdict(scan, scangate.threshold(run))
     if stop is not None:
         return _record_failure(svc, run.run_id, Stage.BUILD, stop.code, stop.message)
     return scan
+
+
+def _await_scan(svc: Services, run: Run, digest: str, scan: ScanResult | None) -> Outcome:
+    """Mark the run as waiting for its image's scan (the scan sweeper finds it by that mark and asks ECR
+    again), or fail it with ImageScanTimeout once it has waited longer than the stage allows."""
+    now = svc.clock()
+    if run.scan is not None and run.scan.digest == digest and scangate.overdue(run, now, svc.settings):
+        stop = scangate.timed_out(run, svc.settings)
+        return _record_failure(svc, run.run_id, Stage.BUILD, stop.code, stop.message)
+    status = scan.status if scan is not None else "PENDING"
+
+    def wait(current: Run) -> Run:
+        if current.status != Status.BUILDING:
+            raise StaleEvent(f"run is {current.status}")
+        marked = current.scan if current.scan is not None and current.scan.digest == digest else None
+        since = marked.waiting_since if marked is not None and marked.waiting_since else now
+        waiting = ScanResult(digest=digest, status=status, waiting_since=since)
+        if current.scan == waiting:
+            raise StaleEvent("already waiting")  # nothing to write
+        return current.model_copy(update={"scan": waiting, "updated_at": now})
+
+    with contextlib.suppress(StaleEvent):  # the run moved on, or was marked already
+        svc.runs.update(run.run_id, wait)
+    return _ignored("waiting for the image scan", run_id=run.run_id, digest=digest)
+
+
+def scan_awaited(run_id: str, svc: Services) -> Outcome:
+    """The scan sweeper's turn for a run marked as waiting for its image's scan (its ECR event may be lost).
+
+    BUILDING: ask ECR as the push and build events did; a settled scan decides as its event would, a wait
+    past the bound ends the run FAILED with ImageScanTimeout. TRAINING (the mark outlives the transition
+    until the job surely exists): make sure the training job was created, at most once, then drop the mark.
+    """
+    run = svc.runs.find(run_id)
+    if run is None or run.scan is None or not run.scan.waiting_since:
+        return _ignored("the run no longer waits for a scan", run_id=run_id)
+    logger.set_correlation_id(run.run_id)
+    if run.status == Status.BUILDING:
+        outcome = _start_training(svc, run, run.scan.digest)
+    elif run.status == Status.TRAINING and run.image is not None and run.image.digest:
+        outcome = _start_training(svc, run, run.image.digest)
+    else:
+        return _ignored(f"run is {run.status}", run_id=run_id)
+    if "job" in outcome:  # the training job exists: the sweeper need not look at this run again
+        with contextlib.suppress(StaleEvent):
+            svc.runs.update(run_id, _stop_waiting)
+    return outcome
+
+
+def _stop_waiting(run: Run) -> Run:
+    if run.scan is None or not run.scan.waiting_since:
+        raise StaleEvent("not waiting")
+    return run.model_copy(update={"scan": run.scan.model_copy(update={"waiting_since": None})})
 
 
 def _start_training(svc: Services, run: Run, digest: str, *, scan: ScanResult | None = None) -> Outcome:
@@ -361,7 +415,12 @@ def _start_training(svc: Services, run: Run, digest: str, *, scan: ScanResult | 
     job_name = names.training_job_name(run.run_id, run.attempt)
 
     def change(current: Run) -> Run:
-        scanned = current.model_copy(update={"scan": scan}) if scan is not None else current
+        scanned = current
+        if scan is not None:
+            # A run that waited keeps its mark until the sweeper sees its training job exist.
+            marked = current.scan is not None and current.scan.digest == scan.digest
+            since = current.scan.waiting_since if marked and current.scan is not None else None
+            scanned = current.model_copy(update={"scan": scan.model_copy(update={"waiting_since": since})})
         return sm.start_training(scanned, digest=digest, uri=uri, job_name=job_name, now=svc.clock())
 
     # Recorded before the job is created, so that the job's events, however early, find the run TRAINING.
@@ -395,7 +454,9 @@ def _launch_training(svc: Services, run: Run) -> Outcome:
     except (UpstreamError, BundleRejected) as exc:
         return _record_failure(svc, run.run_id, Stage.TRAIN, exc.code, exc.message)
     if not created or created[0] is False:
-        return _ignored(f"training job {job_name} already started; run is {run.status}", run_id=run.run_id)
+        return _ignored(
+            f"training job {job_name} already started; run is {run.status}", run_id=run.run_id, job=job_name
+        )
     return {"action": "training started", "run_id": run.run_id, "status": run.status.value, "job": job_name}
 
 
@@ -592,7 +653,7 @@ def retry(run_id: str, svc: Services) -> Run:
     fields: dict[str, Any] = {}
     if stage == Stage.BUILD:
         repository = run.image.repository if run.image else _repository_uri(svc, run)
-        fields = {"image": ImageRef(repository=repository, tag=run_id), "build_id": None}
+        fields = {"image": ImageRef(repository=repository, tag=run_id), "build_id": None, "scan": None}
     elif stage == Stage.TRAIN:
         if run.image is None or not run.image.uri:
             raise Conflict(f"run {run.run_id} has no image to train on; it restarts from the build")

@@ -25,6 +25,9 @@ BY_PROJECT_INDEX = "by_project"  # project (S) + created_at (S)
 BY_CREATED_INDEX = "by_created"  # kind (S) + created_at (S): every run, newest first
 # pending (S) + created_at (S): sparse, only the runs with unpublished events (a few at most, so one key)
 BY_PENDING_INDEX = "by_pending"
+# scan_wait (S) + created_at (S): sparse, only the BUILDING runs waiting for their image's scan
+BY_SCAN_WAIT_INDEX = "by_scan_wait"
+SCAN_WAIT_STATUSES = frozenset({Status.BUILDING, Status.TRAINING})
 RUN_KIND = "run"
 ENDPOINT_PREFIX = "endpoint#"
 # One summary item per project (kind "project" in by_created, sorted by its latest run's created_at) and
@@ -47,6 +50,7 @@ def table_definition(name: str) -> dict[str, Any]:
             {"AttributeName": "kind", "AttributeType": "S"},
             {"AttributeName": "created_at", "AttributeType": "S"},
             {"AttributeName": "pending", "AttributeType": "S"},
+            {"AttributeName": "scan_wait", "AttributeType": "S"},
         ],
         "KeySchema": [{"AttributeName": PARTITION_KEY, "KeyType": "HASH"}],
         "GlobalSecondaryIndexes": [
@@ -62,6 +66,7 @@ def table_definition(name: str) -> dict[str, Any]:
                 (BY_PROJECT_INDEX, "project", "ALL"),
                 (BY_CREATED_INDEX, "kind", "ALL"),
                 (BY_PENDING_INDEX, "pending", "KEYS_ONLY"),  # the sweeper reads the run itself
+                (BY_SCAN_WAIT_INDEX, "scan_wait", "KEYS_ONLY"),
             )
         ],
     }
@@ -90,6 +95,8 @@ def _item(run: Run) -> dict[str, Any]:
     }
     if run.outbox:  # only runs with unpublished events are in the sparse index the sweeper reads
         item["pending"] = {"S": RUN_KIND}
+    if run.status in SCAN_WAIT_STATUSES and run.scan is not None and run.scan.waiting_since:
+        item["scan_wait"] = {"S": RUN_KIND}  # found by the scan sweeper until its training job exists
     return item
 
 
@@ -281,16 +288,24 @@ class RunStore:
 
     def with_pending_events(self, limit: int = 100) -> tuple[str, ...]:
         """The ids of runs whose outbox holds events not yet published (oldest first)."""
+        return self._sparse(BY_PENDING_INDEX, "pending", limit, "listing runs with unpublished events")
+
+    def waiting_for_scan(self, limit: int = 100) -> tuple[str, ...]:
+        """Ids of runs waiting for their image's scan, or for the training job it allowed (oldest first)."""
+        return self._sparse(BY_SCAN_WAIT_INDEX, "scan_wait", limit, "listing runs waiting for a scan")
+
+    def _sparse(self, index: str, key: str, limit: int, doing: str) -> tuple[str, ...]:
         try:
             response = self._client.query(
                 TableName=self._table,
-                IndexName=BY_PENDING_INDEX,
-                KeyConditionExpression="pending = :k",
+                IndexName=index,
+                KeyConditionExpression="#k = :k",
+                ExpressionAttributeNames={"#k": key},
                 ExpressionAttributeValues={":k": {"S": RUN_KIND}},
                 Limit=limit,
             )
         except ClientError as exc:
-            raise translate(exc, "listing runs with unpublished events") from exc
+            raise translate(exc, doing) from exc
         return tuple(item["run_id"]["S"] for item in response.get("Items", []))
 
     def set_endpoint_owner(self, endpoint_name: str, run_id: str) -> None:

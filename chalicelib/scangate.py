@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from chalicelib.errors import UpstreamError
@@ -20,6 +21,34 @@ UNFINISHABLE: Final = frozenset(
 def settled(scan: ScanResult | None) -> bool:
     """Whether the scan has ended, one way or the other (else the gate waits for it)."""
     return scan is not None and (scan.status == COMPLETE or scan.status in UNFINISHABLE)
+
+
+def overdue(run: Run, now: str, settings: Settings) -> bool:
+    """Whether the run has waited for its image's scan longer than the stage allows."""
+    since = run.scan.waiting_since if run.scan is not None else None
+    if since is None:
+        return False
+    limit = timedelta(seconds=settings.image_scan_timeout_seconds)
+    return _parse(now) - _parse(since) >= limit
+
+
+def timed_out(run: Run, settings: Settings) -> UpstreamError:
+    """The error of a run whose scan did not settle in time, saying what to do."""
+    assert run.scan is not None
+    assert run.image is not None
+    minutes = settings.image_scan_timeout_seconds // 60
+    repository = run.image.repository.split("/", 1)[-1]
+    return UpstreamError(
+        f"ECR's scan of image {run.scan.digest} did not finish within {minutes} minutes (last status "
+        f"{run.scan.status}); retry the run (POST /runs/{run.run_id}/retry), and check that scan on push "
+        f"is on for repository {repository} (`aws ecr describe-repositories`) or that enhanced scanning "
+        "covers it",
+        code="ImageScanTimeout",
+    )
+
+
+def _parse(timestamp: str) -> datetime:
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
 
 
 def _build(run: Run) -> dict[str, Any]:

@@ -67,6 +67,10 @@ class Settings(BaseModel):
 
     # The image scan gate for every run of the stage, whatever the bundle's `[build] scan` says.
     require_image_scan: bool = Field(default=False, validation_alias="SAGEDOCK_REQUIRE_IMAGE_SCAN")
+    # How long a run waits for ECR's scan of its image before it fails with ImageScanTimeout.
+    image_scan_timeout_seconds: int = Field(
+        default=1800, ge=60, validation_alias="SAGEDOCK_IMAGE_SCAN_TIMEOUT_SECONDS"
+    )
 
     @model_validator(mode="after")
     def _scan_needs_ecr(self) -> Settings:

@@ -89,7 +89,7 @@ RULE_MAX_EVENT_AGE_SECONDS = 24 * 3600
 RUNS_FAILED_METRIC = "RunsFailed"
 ALARM_PERIOD_SECONDS = 300
 # Handlers on a schedule (`@app.schedule`): SAM calls their rule's event `Schedule`, not `EventBridgeRule`.
-SCHEDULED_HANDLERS = frozenset({"publish_pending"})
+SCHEDULED_HANDLERS = frozenset({"publish_pending", "sweep_scans"})
 
 
 class PackagingError(Exception):

@@ -114,14 +114,19 @@ def test_each_event_handler_has_one_rule_with_the_apps_exact_pattern(resources: 
     assert "Events" not in properties(resources, package.API_HANDLER)
 
 
-def test_the_event_sweeper_runs_every_five_minutes_and_keeps_its_failures(resources: dict[str, Any]) -> None:
-    (name,) = package.SCHEDULED_HANDLERS
-    function = properties(resources, name)
-    assert list(function["Events"]) == [package.event_id(name)]
-    rule = function["Events"][package.event_id(name)]
-    assert rule["Type"] == "Schedule"
-    assert rule["Properties"]["Schedule"] == "rate(5 minutes)"
-    assert rule["Properties"]["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["FailedEventsQueue", "Arn"]}}
+def test_the_sweepers_run_every_five_minutes_and_keep_their_failures(resources: dict[str, Any]) -> None:
+    import app
+
+    # the app's @app.schedule handlers, each with a schedule expression
+    scheduled = {source.name for source in app.app.event_sources if hasattr(source, "schedule_expression")}
+    assert scheduled == package.SCHEDULED_HANDLERS == {"publish_pending", "sweep_scans"}
+    for name in package.SCHEDULED_HANDLERS:
+        function = properties(resources, name)
+        assert list(function["Events"]) == [package.event_id(name)]
+        rule = function["Events"][package.event_id(name)]
+        assert rule["Type"] == "Schedule"
+        assert rule["Properties"]["Schedule"] == "rate(5 minutes)"
+        assert rule["Properties"]["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["FailedEventsQueue", "Arn"]}}
 
 
 def test_no_event_is_lost_when_a_handler_keeps_failing(resources: dict[str, Any]) -> None:
@@ -197,7 +202,7 @@ def test_the_tables_have_exactly_the_schemas_of_chalicelib_runs(resources: dict[
     index_names = {
         index["IndexName"] for index in resources["RunsTable"]["Properties"]["GlobalSecondaryIndexes"]
     }
-    assert index_names == {"by_project", "by_created", "by_pending"}
+    assert index_names == {"by_project", "by_created", "by_pending", "by_scan_wait"}
     assert resources["IdempotencyTable"]["Properties"]["TimeToLiveSpecification"] == {
         "AttributeName": "expiration",
         "Enabled": True,

@@ -182,6 +182,8 @@ HANDLER_CALLS: dict[str, set[str]] = {
     "retrain_requested": RUNS | {"RunStore.query", ONCE} | TRAIN,
     # the sweeper: the runs with unpublished events (a query on the sparse index), claimed and published
     "publish_pending": RUNS | {"RunStore.query"},
+    # the scan sweeper: the runs waiting for a scan (a query on the sparse index), then what a scan event does
+    "sweep_scans": RUNS | {"RunStore.query", ONCE} | TRAIN | SCAN,
     # GET/POST routes, and POST /runs/{id}/retry restarts a build, a training job or a deploy.
     "api_handler": RUNS
     | {"RunStore.query", ONCE, "create_upload.generate_presigned_post", "Endpoints.invoke_endpoint"}

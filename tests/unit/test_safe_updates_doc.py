@@ -6,6 +6,7 @@ from pathlib import Path
 
 from chalicelib.manifest import BuildConfig
 from chalicelib.rollout import AutoscalingConfig, UpdateConfig
+from chalicelib.settings import Settings
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "deploy.md"
 
@@ -30,3 +31,11 @@ def test_the_codes_a_run_can_end_with_are_documented() -> None:
     codes = ("EndpointUpdateRolledBack", "EndpointUpdateFailed", "AutoscalingFailed", "ImageVulnerable")
     for code in (*codes, "ImageScanFailed", "ScanUnavailable"):
         assert code in text, code
+
+
+def test_the_scan_wait_bound_is_documented_with_its_default() -> None:
+    text = section()
+    field = Settings.model_fields["image_scan_timeout_seconds"]
+    assert f"`{field.validation_alias}`" in text
+    assert f"default {field.default}" in text and "ImageScanTimeout" in text
+    assert "upload the bundle again" not in text  # the workaround the scan sweeper replaced
