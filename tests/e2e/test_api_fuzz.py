@@ -59,5 +59,10 @@ def test_no_generated_request_gets_a_server_error_and_every_answer_conforms(
     summary = re.search(r"(\d+) generated[^\n]*", out)
     assert summary, out[-3000:]
     sys.stdout.write(f"schemathesis: {summary.group(0)}\n")
-    assert result.returncode == 0, out[-6000:]
-    assert int(summary.group(1)) > 0
+    # Every generated request passed every check: no failure, no request that errored (a timeout, a
+    # dropped connection). schemathesis' own generator may crash on a schema now and then (reported as an
+    # internal error, not a request): that alone does not fail the API.
+    counts = re.fullmatch(r"(\d+) generated, (\d+) passed", summary.group(0).strip())
+    assert counts, out[-6000:]
+    assert int(counts.group(1)) == int(counts.group(2)) > 0, out[-6000:]
+    assert "Failures:" not in out, out[-6000:]
