@@ -1,0 +1,94 @@
+"""Start-up of the `sagedock` CLI: wall time of fresh processes for `--help` and for the runs command.
+
+Each sample is a new interpreter running the real entry point (`python -m sagedock.cli`), as a user's shell
+does; the commands alternate so that disk cache and CPU frequency affect all alike. `runs` is pointed at a
+closed loopback port, so it measures imports, parsing and one refused connection, never a server. A bare
+`python -c pass` is the floor the ratios are taken against. Also printed: which heavy modules each command
+imports (botocore, rich, pydantic), the start-up cost the CLI keeps out of commands that do not need them.
+Run: .venv/bin/python bench/bench_cli_startup.py [--samples N] [--root CHECKOUT] (another checkout, e.g. the
+code before a change, measured with its own code under this interpreter)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HEAVY = ("botocore", "boto3", "rich", "pydantic", "chalicelib.names")
+
+PROBE = """
+import sys, runpy
+sys.argv = ["sagedock", *{args!r}]
+try:
+    runpy.run_module("sagedock.cli", run_name="__main__")
+except SystemExit:
+    pass
+print(",".join(m for m in {heavy!r} if m in sys.modules), file=sys.stderr)
+"""
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def once(command: list[str], env: dict[str, str], root: Path) -> float:
+    began = time.perf_counter()
+    subprocess.run(command, cwd=root, env=env, capture_output=True, check=False)
+    return time.perf_counter() - began
+
+
+def heavy_imports(args: list[str], env: dict[str, str], root: Path) -> str:
+    code = PROBE.format(args=args, heavy=HEAVY)
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, check=False
+    )
+    return done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=15)
+    parser.add_argument("--root", type=Path, default=ROOT, help="the checkout whose CLI to measure")
+    options = parser.parse_args()
+    root = options.root.resolve()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(root),
+        "SAGEDOCK_API_URL": f"http://127.0.0.1:{closed_port()}",
+        "SAGEDOCK_SOURCE_BUCKET": "bench",
+    }
+    cases = {
+        "python -c pass": [sys.executable, "-c", "pass"],
+        "sagedock --help": [sys.executable, "-m", "sagedock.cli", "--help"],
+        "sagedock runs": [sys.executable, "-m", "sagedock.cli", "runs"],
+    }
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(options.samples):
+        for name, command in cases.items():
+            samples[name].append(once(command, env, root))
+    floor = statistics.median(samples["python -c pass"])
+    print(f"{root}: median of {options.samples} fresh processes each (noisy on a shared machine)")
+    print(f"{'command':<18} {'ms':>8} {'minus python':>13} {'ratio':>7}  heavy modules imported")
+    for name, values in samples.items():
+        median = statistics.median(values)
+        args = cases[name][3:] if name.startswith("sagedock") else None
+        heavy = heavy_imports(args, env, root) if args is not None else ""
+        print(
+            f"{name:<18} {median * 1000:8.1f} {(median - floor) * 1000:13.1f} {median / floor:6.2f}x  "
+            f"{heavy or '-'}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""How the CLI prints: aligned tables for people, the API's body as it is for `--output json`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from typing import Any
+
+OUTPUTS = ("text", "json")
+
+
+def add_output_argument(parser: argparse.ArgumentParser) -> None:
+    """`--output text|json` (and `-o`): json prints exactly the API's body, for scripts and jq."""
+    parser.add_argument(
+        "--output",
+        "-o",
+        choices=OUTPUTS,
+        default="text",
+        help="text for people (default), or json: the API's response body as it is",
+    )
+
+
+def print_json(body: Any) -> None:
+    """The API's body, unchanged: same keys, same order, same values."""
+    print(json.dumps(body, indent=2, ensure_ascii=False))
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Columns padded to their widest cell (the last one left ragged); None shows as an empty cell."""
+    cells = [[str(h) for h in headers], *[["" if v is None else str(v) for v in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = []
+    for row in cells:
+        padded = [value.ljust(widths[i]) for i, value in enumerate(row[:-1])] + row[-1:]
+        lines.append("  ".join(padded).rstrip())
+    return "\n".join(lines)
+
+
+def one_line(text: Any, width: int = 80) -> str:
+    """A message fitted onto one table cell: newlines folded, long text cut with an ellipsis."""
+    flat = " ".join(str(text or "").split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
