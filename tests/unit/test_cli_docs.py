@@ -1,4 +1,4 @@
-"""docs/cli.md against the CLI's parser: every command and option documented, nothing documented that is not."""
+"""docs/cli.md against the parser: every command and option documented, nothing documented that is not."""
 
 from __future__ import annotations
 
