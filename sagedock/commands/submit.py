@@ -94,8 +94,10 @@ def follow_to_end(client: ApiClient, run_id: str, *, timeout: float) -> int:
     sys.stdout.flush()
     record = watch(client, run_id, follow_view(run_id), timeout=timeout)
     if record.get("status") != "SUCCEEDED":
-        print(f"run {run_id} FAILED: {error_text(record)}", file=sys.stderr)
-        print(f"next: `sagedock logs {run_id}` shows the failed stage's log", file=sys.stderr)
+        print(
+            f"run {run_id} FAILED: {error_text(record)} (`sagedock logs {run_id}` shows the stage's log)",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
     return 0
 
@@ -163,6 +165,7 @@ def submit(path: Path, project: str, target: Target, *, say: Callable[[str], Any
         raise SubmitError(f"invalid project {project!r}: {PROJECT_HELP}")
     data = bundle_bytes(path)
     name = f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{hashlib.sha256(data).hexdigest()[:8]}.zip"
+    announced: str | None = None
     if target.source_bucket:
         bucket, key = target.source_bucket, f"bundles/{project}/{name}"
         from botocore.exceptions import BotoCoreError, ClientError
