@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 OUTPUTS = ("text", "json")
@@ -19,6 +19,21 @@ def add_output_argument(parser: argparse.ArgumentParser) -> None:
         default="text",
         help="text for people (default), or json: the API's response body as it is",
     )
+
+
+def int_between(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type for a whole number in [low, high], e.g. a page size the API accepts."""
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = low - 1
+        if not low <= number <= high:
+            raise argparse.ArgumentTypeError(f"expected a whole number from {low} to {high}, got {value!r}")
+        return number
+
+    return parse
 
 
 def print_json(body: Any) -> None:

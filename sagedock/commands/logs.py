@@ -9,14 +9,14 @@ import time
 from typing import Any
 
 from sagedock.client import ApiClient, add_target_arguments, target_from_args
-from sagedock.commands.runs import page_limit
 from sagedock.exitcodes import EXIT_FAILED
 from sagedock.follow import STAGES, TERMINAL
-from sagedock.output import add_output_argument, print_json
+from sagedock.output import add_output_argument, int_between, print_json
 
 # --follow polls quickly while lines arrive and backs off to MAX_INTERVAL while the log is quiet.
 MIN_INTERVAL = 1.0
 MAX_INTERVAL = 5.0
+MAX_EVENTS = 1000  # the API's largest page of log events
 DRAIN_PAGES = 100  # pages read at most at the end of a stage, so a chatty log cannot keep us forever
 
 
@@ -30,7 +30,11 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("run_id", metavar="RUN_ID")
     parser.add_argument("--stage", choices=STAGES, help="this stage's log instead of the default one")
-    parser.add_argument("--limit", type=page_limit, help="at most this many events per request (1-100)")
+    parser.add_argument(
+        "--limit",
+        type=int_between(1, MAX_EVENTS),
+        help=f"at most this many events per request (1-{MAX_EVENTS})",
+    )
     parser.add_argument(
         "--follow",
         "-f",

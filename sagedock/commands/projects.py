@@ -7,15 +7,18 @@ import sys
 from typing import Any
 
 from sagedock.client import ApiClient, add_target_arguments, target_from_args
-from sagedock.commands.runs import page_limit
+from sagedock.commands.runs import MAX_LIMIT
 from sagedock.commands.status import error_text
-from sagedock.output import add_output_argument, print_json, table
+from sagedock.output import add_output_argument, int_between, print_json, table
 
 
 def register(subparsers: Any) -> None:
     listing = subparsers.add_parser("projects", help="list projects with their latest run's status")
     listing.add_argument(
-        "--limit", type=page_limit, default=50, help="at most this many projects, 1-100 (default 50)"
+        "--limit",
+        type=int_between(1, MAX_LIMIT),
+        default=50,
+        help="at most this many projects, 1-100 (default 50)",
     )
     listing.add_argument("--next-token", help="the next page: the token a previous page ended with")
     add_output_argument(listing)

@@ -7,21 +7,10 @@ import sys
 from typing import Any
 
 from sagedock.client import ApiClient, add_target_arguments, target_from_args
-from sagedock.output import add_output_argument, one_line, print_json, table
+from sagedock.output import add_output_argument, int_between, one_line, print_json, table
 
 STATUSES = ("RECEIVED", "BUILDING", "TRAINING", "DEPLOYING", "SUCCEEDED", "FAILED")
 MAX_LIMIT = 100  # the API's largest page
-
-
-def page_limit(value: str) -> int:
-    """--limit: a page size the API accepts (1-100)."""
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if not 1 <= number <= MAX_LIMIT:
-        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to {MAX_LIMIT}, got {value!r}")
-    return number
 
 
 def register(subparsers: Any) -> None:
@@ -29,7 +18,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--project", help="only this project's runs")
     parser.add_argument("--status", choices=STATUSES, help="only runs with this status")
     parser.add_argument(
-        "--limit", type=page_limit, default=20, help=f"at most this many runs, 1-{MAX_LIMIT} (default 20)"
+        "--limit",
+        type=int_between(1, MAX_LIMIT),
+        default=20,
+        help=f"at most this many runs, 1-{MAX_LIMIT} (default 20)",
     )
     parser.add_argument("--next-token", help="the next page: the token a previous page ended with")
     add_output_argument(parser)
