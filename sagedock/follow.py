@@ -12,6 +12,7 @@ from sagedock.client import ApiClient, ApiError
 
 TERMINAL = ("SUCCEEDED", "FAILED")
 POLL_SECONDS = 0.5
+ENDPOINT_POLL_SECONDS = 2.0
 STAGES = ("validate", "build", "train", "deploy")
 
 
@@ -32,6 +33,7 @@ def watch(
     """
     deadline = time.monotonic() + timeout
     record: dict[str, Any] = {}
+    endpoints = EndpointStatus(client)
     try:
         while True:
             try:
@@ -40,7 +42,7 @@ def watch(
                 if exc.status != 404:
                     raise
                 record = {}
-            view.update(record)
+            view.update(endpoints.annotate(record))
             if record.get("status") in TERMINAL:
                 return record
             if time.monotonic() > deadline:
@@ -52,6 +54,44 @@ def watch(
             time.sleep(poll)
     finally:
         view.close(record or None)
+
+
+class EndpointStatus:
+    """The endpoint's own status (Creating, Updating, InService, ...) while a run deploys, from GET /projects/
+    {project} at most every ENDPOINT_POLL_SECONDS; an API without that route just shows none."""
+
+    def __init__(self, client: ApiClient) -> None:
+        self._client = client
+        self._status: str | None = None
+        self._asked = -ENDPOINT_POLL_SECONDS
+        self._available = True
+
+    def annotate(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The record with `progress: endpoint <status>` on its open deploy stage (when it has none)."""
+        stages = record.get("stages") or []
+        if record.get("status") != "DEPLOYING" or not stages or stages[-1].get("stage") != "deploy":
+            return record
+        if stages[-1].get("progress"):
+            return record
+        status = self._poll(str(record.get("project")), record.get("endpoint_name"))
+        if not status:
+            return record
+        deploy = {**stages[-1], "progress": f"endpoint {status}"}
+        return {**record, "stages": [*stages[:-1], deploy]}
+
+    def _poll(self, project: str, endpoint_name: Any) -> str | None:
+        if self._available and time.monotonic() - self._asked >= ENDPOINT_POLL_SECONDS:
+            self._asked = time.monotonic()
+            try:
+                endpoint = self._client.get_project(project).get("endpoint") or {}
+            except ApiError as exc:
+                if exc.status == 0:
+                    raise
+                self._available = False
+                return None
+            if endpoint.get("name") == endpoint_name and endpoint.get("status"):
+                self._status = str(endpoint["status"])
+        return self._status
 
 
 def stage_note(entry: dict[str, Any]) -> str:

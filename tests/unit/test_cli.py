@@ -317,3 +317,41 @@ def test_an_api_that_cannot_be_reached_is_exit_3_and_one_line(tmp_path: Path) ->
     done = sagedock("status", "x", env={**bare, "SAGEDOCK_LOCAL_STATE": str(tmp_path)})
     assert done.returncode == 3
     assert "sagedock local up" in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_following_a_deploy_shows_the_endpoints_own_status_when_the_api_has_it(
+    api: FakeApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sagedock.client import ApiClient, resolve_target
+
+    deploying = run_record(
+        "DEPLOYING",
+        [
+            ("validate", "SUCCEEDED"),
+            ("build", "SUCCEEDED"),
+            ("train", "SUCCEEDED"),
+            ("deploy", "IN_PROGRESS"),
+        ],
+        endpoint_name="iris",
+    )
+    done = run_record(
+        "SUCCEEDED",
+        [("validate", "SUCCEEDED"), ("build", "SUCCEEDED"), ("train", "SUCCEEDED"), ("deploy", "SUCCEEDED")],
+    )
+    api.on("GET", "/runs/demo-abc", (200, deploying), (200, deploying), (200, done))
+    api.on(
+        "GET",
+        "/projects/demo",
+        (200, {"project": "demo", "endpoint": {"name": "iris", "status": "Creating"}}),
+    )
+    client = ApiClient(resolve_target())
+    record = follow.watch(client, "demo-abc", follow.LineView(), timeout=30, poll=0.01)
+    assert record["status"] == "SUCCEEDED"
+    lines = [line.split("] ", 1)[1] for line in capsys.readouterr().out.splitlines()]
+    assert "deploy    IN_PROGRESS - endpoint Creating" in lines
+    # And an API without the projects route is asked once, and following goes on without it
+    api.routes.pop(("GET", "/projects/demo"))
+    api.on("GET", "/runs/demo-abc", (200, deploying), (200, deploying), (200, done))
+    record = follow.watch(client, "demo-abc", follow.LineView(), timeout=30, poll=0.01)
+    assert record["status"] == "SUCCEEDED"
+    assert sum(1 for _, path, _ in api.requests if path == "/projects/demo") == 2
