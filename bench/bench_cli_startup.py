@@ -5,8 +5,8 @@ does; the commands alternate so that disk cache and CPU frequency affect all ali
 closed loopback port, so it measures imports, parsing and one refused connection, never a server. A bare
 `python -c pass` is the floor the ratios are taken against. Also printed: which heavy modules each command
 imports (botocore, rich, pydantic), the start-up cost the CLI keeps out of commands that do not need them.
-Run: .venv/bin/python bench/bench_cli_startup.py [--samples N] [--root CHECKOUT] (another checkout, e.g. the
-code before a change, measured with its own code under this interpreter)
+Run: .venv/bin/python bench/bench_cli_startup.py [--samples N] [--compare CHECKOUT] (another checkout, e.g.
+`git worktree add /tmp/before main`, measured in the same loop with its own code under this interpreter)
 """
 
 from __future__ import annotations
@@ -58,35 +58,50 @@ def heavy_imports(args: list[str], env: dict[str, str], root: Path) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=15)
-    parser.add_argument("--root", type=Path, default=ROOT, help="the checkout whose CLI to measure")
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        action="append",
+        default=[],
+        help="another checkout (e.g. the code before a change) measured in the same loop, for a ratio",
+    )
     options = parser.parse_args()
-    root = options.root.resolve()
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(root),
-        "SAGEDOCK_API_URL": f"http://127.0.0.1:{closed_port()}",
-        "SAGEDOCK_SOURCE_BUCKET": "bench",
+    roots = [ROOT, *(path.resolve() for path in options.compare)]
+    api_url = f"http://127.0.0.1:{closed_port()}"
+    envs = {
+        root: {
+            **os.environ,
+            "PYTHONPATH": str(root),
+            "SAGEDOCK_API_URL": api_url,
+            "SAGEDOCK_SOURCE_BUCKET": "b",
+        }
+        for root in roots
     }
-    cases = {
-        "python -c pass": [sys.executable, "-c", "pass"],
-        "sagedock --help": [sys.executable, "-m", "sagedock.cli", "--help"],
-        "sagedock runs": [sys.executable, "-m", "sagedock.cli", "runs"],
-    }
+    commands = {"--help": ["--help"], "runs": ["runs"]}
+    cases: dict[str, tuple[Path, list[str] | None]] = {"python -c pass": (ROOT, None)}
+    for index, root in enumerate(roots):
+        for name, args in commands.items():
+            cases[f"sagedock {name}" + (f" [{index}]" if len(roots) > 1 else "")] = (root, args)
     samples: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(options.samples):
-        for name, command in cases.items():
-            samples[name].append(once(command, env, root))
+        for name, (root, args) in cases.items():
+            command = [
+                sys.executable,
+                *(["-m", "sagedock.cli", *args] if args is not None else ["-c", "pass"]),
+            ]
+            samples[name].append(once(command, envs[root], root))
     floor = statistics.median(samples["python -c pass"])
-    print(f"{root}: median of {options.samples} fresh processes each (noisy on a shared machine)")
-    print(f"{'command':<18} {'ms':>8} {'minus python':>13} {'ratio':>7}  heavy modules imported")
+    print(f"median of {options.samples} fresh processes each, interleaved (noisy on a shared machine)")
+    for index, root in enumerate(roots):
+        if len(roots) > 1:
+            print(f"[{index}] {root}")
+    print(f"{'command':<22} {'ms':>8} {'minus python':>13} {'ratio':>7}  heavy modules imported")
     for name, values in samples.items():
+        root, args = cases[name]
         median = statistics.median(values)
-        args = cases[name][3:] if name.startswith("sagedock") else None
-        heavy = heavy_imports(args, env, root) if args is not None else ""
-        print(
-            f"{name:<18} {median * 1000:8.1f} {(median - floor) * 1000:13.1f} {median / floor:6.2f}x  "
-            f"{heavy or '-'}"
-        )
+        heavy = heavy_imports(args, envs[root], root) if args is not None else ""
+        line = f"{name:<22} {median * 1000:8.1f} {(median - floor) * 1000:13.1f} {median / floor:6.2f}x"
+        print(f"{line}  {heavy or '-'}")
     return 0
 
 

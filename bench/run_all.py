@@ -7,7 +7,13 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ["bench_cold_start.py", "bench_registry_auth.py", "bench_bundle_bytes.py", "bench_serve.py"]
+BENCHMARKS = [
+    "bench_cold_start.py",
+    "bench_registry_auth.py",
+    "bench_bundle_bytes.py",
+    "bench_serve.py",
+    "bench_cli_startup.py",
+]
 
 
 def main() -> int:
