@@ -355,3 +355,23 @@ def test_following_a_deploy_shows_the_endpoints_own_status_when_the_api_has_it(
     record = follow.watch(client, "demo-abc", follow.LineView(), timeout=30, poll=0.01)
     assert record["status"] == "SUCCEEDED"
     assert sum(1 for _, path, _ in api.requests if path == "/projects/demo") == 2
+
+
+def test_logs_follow_with_output_json_prints_each_body_as_one_line(
+    api: FakeApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = {
+        "run_id": "demo-abc",
+        "stage": "build",
+        "source": {"log_group": "/aws/codebuild/x", "log_stream": "b"},
+        "events": [{"timestamp": T0, "message": "COPY failed: missing.py"}],
+        "next_token": "b1",
+    }
+    more = {**first, "events": [{"timestamp": T0, "message": "exit status 1"}], "next_token": "b2"}
+    empty = {**first, "events": [], "next_token": "b2"}
+    api.on("GET", "/runs/demo-abc", (200, FAILED_RUN))
+    api.on("GET", "/runs/demo-abc/logs", (200, first), (200, more), (200, empty))
+    assert main(["logs", "demo-abc", "--follow", "--output", "json"]) == 1
+    out, err = capsys.readouterr()
+    assert [json.loads(line) for line in out.splitlines()] == [first, more]
+    assert err == ""
