@@ -24,6 +24,17 @@ class View(Protocol):
     def close(self, record: dict[str, Any] | None) -> None: ...
 
 
+def add_follow_arguments(parser: Any, *, timeout: float = 1800) -> None:
+    """--follow and --timeout, as every command that can follow a run takes them."""
+    parser.add_argument("--follow", action="store_true", help="show the run stage by stage until it ends")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=timeout,
+        help=f"give up following after this many seconds (default {timeout:.0f})",
+    )
+
+
 def watch(
     client: ApiClient, run_id: str, view: View, *, timeout: float, poll: float = POLL_SECONDS
 ) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -39,6 +40,25 @@ def int_between(low: int, high: int) -> Callable[[str], int]:
 def print_json(body: Any) -> None:
     """The API's body, unchanged: same keys, same order, same values."""
     print(json.dumps(body, indent=2, ensure_ascii=False))
+
+
+def print_page(
+    page: dict[str, Any],
+    output: str,
+    *,
+    items: str,
+    headers: Sequence[str],
+    row: Callable[[dict[str, Any]], Sequence[Any]],
+) -> None:
+    """A page of a listing: the body as it is for json, else a table of page[items] and, on stderr, the
+    option that fetches the next page."""
+    if output == "json":
+        print_json(page)
+        return
+    entries = page.get(items) or []
+    print(table(headers, [row(entry) for entry in entries]) if entries else f"no {items}")
+    if page.get("next_token"):
+        print(f"more {items}: --next-token {page['next_token']}", file=sys.stderr)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from sagedock.client import ApiClient, add_target_arguments, target_from_args
 from sagedock.commands.runs import MAX_LIMIT
 from sagedock.commands.status import error_text
-from sagedock.output import add_output_argument, int_between, print_json, table
+from sagedock.output import add_output_argument, int_between, print_json, print_page
 
 
 def register(subparsers: Any) -> None:
@@ -36,21 +35,18 @@ def register(subparsers: Any) -> None:
 
 def list_projects(args: argparse.Namespace) -> int:
     page = ApiClient(target_from_args(args)).list_projects(limit=args.limit, next_token=args.next_token)
-    if args.output == "json":
-        print_json(page)
-        return 0
-    projects = page.get("projects") or []
-    if not projects:
-        print("no projects")
-    else:
-        rows = [
-            (p.get("project"), p.get("status"), p.get("latest_run_id"), _when(p.get("updated_at")))
-            for p in projects
-        ]
-        print(table(("PROJECT", "STATUS", "LATEST RUN", "UPDATED"), rows))
-    if page.get("next_token"):
-        print(f"more projects: --next-token {page['next_token']}", file=sys.stderr)
+    headers = ("PROJECT", "STATUS", "LATEST RUN", "UPDATED")
+    print_page(page, args.output, items="projects", headers=headers, row=_row)
     return 0
+
+
+def _row(project: dict[str, Any]) -> tuple[Any, ...]:
+    return (
+        project.get("project"),
+        project.get("status"),
+        project.get("latest_run_id"),
+        _when(project.get("updated_at")),
+    )
 
 
 def show_project(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ from typing import Any
 
 from sagedock.client import ApiClient, add_target_arguments, target_from_args
 from sagedock.commands.submit import follow_to_end
+from sagedock.follow import add_follow_arguments
 from sagedock.output import add_output_argument, print_json
 
 
@@ -15,10 +16,7 @@ def register(subparsers: Any) -> None:
         "retry", help="restart a FAILED run from its failed stage (after fixing what its error names)"
     )
     parser.add_argument("run_id", metavar="RUN_ID")
-    parser.add_argument("--follow", action="store_true", help="show the run stage by stage until it ends")
-    parser.add_argument(
-        "--timeout", type=float, default=1800, help="give up following after this many seconds"
-    )
+    add_follow_arguments(parser)
     add_output_argument(parser)
     add_target_arguments(parser)
     parser.set_defaults(func=run)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from sagedock.client import ApiClient, add_target_arguments, target_from_args
-from sagedock.output import add_output_argument, int_between, one_line, print_json, table
+from sagedock.output import add_output_argument, int_between, one_line, print_page
 
 STATUSES = ("RECEIVED", "BUILDING", "TRAINING", "DEPLOYING", "SUCCEEDED", "FAILED")
 MAX_LIMIT = 100  # the API's largest page
@@ -33,16 +32,8 @@ def run(args: argparse.Namespace) -> int:
     page = ApiClient(target_from_args(args)).list_runs(
         project=args.project, status=args.status, limit=args.limit, next_token=args.next_token
     )
-    if args.output == "json":
-        print_json(page)
-        return 0
-    runs = page.get("runs") or []
-    if not runs:
-        print("no runs")
-    else:
-        print(table(("RUN", "PROJECT", "STATUS", "STAGE", "CREATED", "DETAIL"), [row(r) for r in runs]))
-    if page.get("next_token"):
-        print(f"more runs: --next-token {page['next_token']}", file=sys.stderr)
+    headers = ("RUN", "PROJECT", "STATUS", "STAGE", "CREATED", "DETAIL")
+    print_page(page, args.output, items="runs", headers=headers, row=row)
     return 0
 
 

@@ -26,7 +26,7 @@ from sagedock.client import (
 )
 from sagedock.commands.status import error_text
 from sagedock.exitcodes import EXIT_FAILED, EXIT_USAGE, CliError
-from sagedock.follow import POLL_SECONDS, LineView, follow_view, watch
+from sagedock.follow import POLL_SECONDS, LineView, add_follow_arguments, follow_view, watch
 
 PROJECT_HELP = f"names the ECR repository and, by default, the endpoint: {PROJECT_RULE}"
 SKIPPED_DIRS = {
@@ -63,10 +63,7 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("submit", help="upload a bundle (a directory or a zip) and start a run")
     parser.add_argument("path", metavar="DIR|ZIP", type=Path)
     parser.add_argument("--project", required=True, type=project_name, help=PROJECT_HELP)
-    parser.add_argument("--follow", action="store_true", help="show the run stage by stage until it ends")
-    parser.add_argument(
-        "--timeout", type=float, default=1800, help="give up following after this many seconds"
-    )
+    add_follow_arguments(parser)
     add_target_arguments(parser)
     parser.set_defaults(func=run)
 
