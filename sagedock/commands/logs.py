@@ -83,19 +83,25 @@ def tail(client: ApiClient, args: argparse.Namespace, page: dict[str, Any]) -> i
     deadline = time.monotonic() + args.timeout
     stage, token = page.get("stage"), page.get("next_token")
     show(page, header=True, json_lines=json_lines)
+    announced = bool(page.get("source"))
     interval = MIN_INTERVAL
     while True:
         record = client.get_run(args.run_id)
         status = record.get("status")
         stages = record.get("stages") or []
         current = stages[-1].get("stage") if stages else stage
-        if status in TERMINAL or (args.stage is None and current != stage):
+        moved_on = args.stage is None and current != stage
+        if status in TERMINAL or moved_on:
             drain(client, args.run_id, stage, token, json_lines)
+            if moved_on:  # the next stage (or, at the end, the one that failed) from its start
+                page = client.get_logs(args.run_id, stage=current, limit=args.limit)
+                stage, token = page.get("stage") or current, page.get("next_token")
+                show(page, header=True, json_lines=json_lines)
+                announced = bool(page.get("source"))
             if status in TERMINAL:
+                if moved_on:
+                    drain(client, args.run_id, stage, token, json_lines)
                 return EXIT_FAILED if status == "FAILED" else 0
-            page = client.get_logs(args.run_id, stage=current, limit=args.limit)
-            stage, token = page.get("stage") or current, page.get("next_token")
-            show(page, header=True, json_lines=json_lines)
             continue
         if time.monotonic() > deadline:
             raise TimeoutError(f"run {args.run_id} is still {status} after {args.timeout:.0f}s")
@@ -103,7 +109,9 @@ def tail(client: ApiClient, args: argparse.Namespace, page: dict[str, Any]) -> i
         page = client.get_logs(args.run_id, stage=stage, limit=args.limit, next_token=token)
         token = page.get("next_token") or token
         if page.get("events"):
-            show(page, header=False, json_lines=json_lines)
+            # a stage announced before its stream existed is announced again with the stream's name
+            show(page, header=not announced, json_lines=json_lines)
+            announced = True
             interval = MIN_INTERVAL
         else:
             interval = min(MAX_INTERVAL, interval * 2)

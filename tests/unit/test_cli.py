@@ -375,3 +375,37 @@ def test_logs_follow_with_output_json_prints_each_body_as_one_line(
     out, err = capsys.readouterr()
     assert [json.loads(line) for line in out.splitlines()] == [first, more]
     assert err == ""
+
+
+def test_logs_follow_shows_the_failed_stage_even_when_the_run_failed_between_two_polls(
+    api: FakeApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    building = run_record("BUILDING", [("validate", "SUCCEEDED"), ("build", "IN_PROGRESS")])
+    failed = run_record("FAILED", [("validate", "SUCCEEDED"), ("build", "SUCCEEDED"), ("train", "FAILED")])
+    api.on("GET", "/runs/demo-abc", (200, building), (200, failed))
+
+    def page(stage: str, token: str | None, *messages: str, source: bool = True) -> tuple[int, Any]:
+        events = [{"timestamp": T0, "message": m} for m in messages]
+        where = {"log_group": f"/{stage}", "log_stream": "s"} if source else None
+        return 200, {
+            "run_id": "demo-abc",
+            "stage": stage,
+            "source": where,
+            "events": events,
+            "next_token": token,
+        }
+
+    api.on(
+        "GET",
+        "/runs/demo-abc/logs",
+        page("build", "b1", "step 1"),
+        page("build", "b2", "step 2"),
+        page("build", "b2"),  # drained: nothing more
+        page("train", None, source=False),  # the failed stage, first asked before its stream was found
+        page("train", "t1", "ValueError: boom"),
+        page("train", "t1"),
+    )
+    assert main(["logs", "demo-abc", "-f"]) == 1
+    out, err = capsys.readouterr()
+    assert [line.split(" ", 1)[1] for line in out.splitlines()] == ["step 1", "step 2", "ValueError: boom"]
+    assert err.splitlines() == ["==> build (/build s)", "==> train (no log stream yet)"]
