@@ -26,7 +26,7 @@ from sagedock.client import (
 )
 from sagedock.commands.status import error_text
 from sagedock.exitcodes import EXIT_FAILED, EXIT_USAGE, CliError
-from sagedock.follow import POLL_SECONDS, LineView, add_follow_arguments, follow_view, watch
+from sagedock.follow import POLL_SECONDS, add_follow_arguments, follow_view, watch
 
 PROJECT_HELP = f"names the ECR repository and, by default, the endpoint: {PROJECT_RULE}"
 SKIPPED_DIRS = {
@@ -227,15 +227,3 @@ def _s3(target: Target) -> Any:
         keys = {"aws_access_key_id": target.credentials[0], "aws_secret_access_key": target.credentials[1]}
     session = boto3.session.Session(**keys)  # type: ignore[arg-type]
     return session.client("s3", endpoint_url=target.endpoint_url, region_name=target.region)
-
-
-def follow(
-    client: ApiClient,
-    run_id: str,
-    *,
-    timeout: float,
-    say: Callable[[str], Any] = print,
-    poll: float = POLL_SECONDS,
-) -> dict[str, Any]:
-    """Poll the run until it ends, saying each change on its own line; returns the final record."""
-    return watch(client, run_id, LineView(say), timeout=timeout, poll=poll)
