@@ -36,10 +36,20 @@ def build_parser() -> argparse.ArgumentParser:
 def api_error_line(exc: ApiError) -> tuple[str, int]:
     """One actionable line and the exit code for an error the API answered (or could not answer)."""
     if exc.status == 0:
+        if exc.code == "BadUrl":
+            return f"error: {exc.message}: fix --api-url or SAGEDOCK_API_URL", EXIT_USAGE
+        hint = ""
+        if exc.code == "Unreachable":
+            hint = (
+                " (is the API up? check SAGEDOCK_API_URL / --api-url, or start the local cloud with "
+                "`sagedock local up`)"
+            )
+        return f"error: {exc.message}{hint}", EXIT_UNREACHABLE
+    if exc.status == 403:
         return (
-            f"error: {exc.message} (is the API up? check SAGEDOCK_API_URL / --api-url, "
-            "or start the local cloud with `sagedock local up`)",
-            EXIT_UNREACHABLE,
+            f"error: {exc} (403: your AWS identity may not be allowed execute-api:Invoke on this API, "
+            "or the API has no such route: is it older than this CLI?)",
+            EXIT_USAGE,
         )
     if exc.status >= 500:
         return f"error: the API failed ({exc.status} {exc}); try again, then check its logs", EXIT_UNREACHABLE

@@ -199,6 +199,8 @@ class ApiClient:
         if query:
             url += "?" + urllib.parse.urlencode(query)
         all_headers = {"Accept": "application/json", **(headers or {})}
+        if not url.startswith(("http://", "https://")):  # before signing: a typo is not a credentials problem
+            raise ApiError(0, "BadUrl", f"not an http(s) URL: {url!r}")
         if not self._target.local:
             all_headers = self._signed(method, url, body, all_headers)
         status, answer_headers, data = _http(method, url, body, all_headers, self._timeout)

@@ -409,3 +409,18 @@ def test_logs_follow_shows_the_failed_stage_even_when_the_run_failed_between_two
     out, err = capsys.readouterr()
     assert [line.split(" ", 1)[1] for line in out.splitlines()] == ["step 1", "step 2", "ValueError: boom"]
     assert err.splitlines() == ["==> build (/build s)", "==> train (no log stream yet)"]
+
+
+def test_a_403_says_both_things_it_can_mean(api: FakeApi, capsys: pytest.CaptureFixture[str]) -> None:
+    api.on("GET", "/projects", (403, {"message": "Missing Authentication Token"}))
+    assert main(["projects"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "execute-api:Invoke" in err and "no such route" in err
+
+
+def test_an_api_url_that_is_not_http_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SAGEDOCK_API_URL", "ftp://example.com")
+    assert main(["runs"]) == 2
+    assert "fix --api-url or SAGEDOCK_API_URL" in capsys.readouterr().err
