@@ -12,6 +12,8 @@ from sagedock.client import ApiClient, ApiError
 
 TERMINAL = ("SUCCEEDED", "FAILED")
 POLL_SECONDS = 0.5
+MAX_POLL_SECONDS = 5.0  # while a run does not change (a long training job), ask no more often than this
+RECORD_TIMEOUT = 120.0  # a run not recorded by then will not be: the upload did not reach the pipeline
 ENDPOINT_POLL_SECONDS = 2.0
 STAGES = ("validate", "build", "train", "deploy")
 
@@ -36,15 +38,23 @@ def add_follow_arguments(parser: Any, *, timeout: float = 1800) -> None:
 
 
 def watch(
-    client: ApiClient, run_id: str, view: View, *, timeout: float, poll: float = POLL_SECONDS
+    client: ApiClient,
+    run_id: str,
+    view: View,
+    *,
+    timeout: float,
+    poll: float = POLL_SECONDS,
+    record_timeout: float = RECORD_TIMEOUT,
 ) -> dict[str, Any]:
     """Poll the run until it is SUCCEEDED or FAILED, showing each record; returns the final record.
 
-    A run not recorded yet (404 right after the upload) is waited for like one in progress.
+    A run not recorded yet (404 right after the upload) is waited for up to record_timeout. The interval
+    grows from `poll` to MAX_POLL_SECONDS while the run does not change, and is back to `poll` when it does.
     """
-    deadline = time.monotonic() + timeout
+    began = time.monotonic()
     record: dict[str, Any] = {}
     endpoints = EndpointStatus(client)
+    interval, seen = poll, None
     try:
         while True:
             try:
@@ -56,13 +66,21 @@ def watch(
             view.update(endpoints.annotate(record))
             if record.get("status") in TERMINAL:
                 return record
-            if time.monotonic() > deadline:
-                status = record.get("status") or "not recorded"
+            waited = time.monotonic() - began
+            if not record and waited > record_timeout:
                 raise TimeoutError(
-                    f"run {run_id} is still {status} after {timeout:.0f}s; "
+                    f"no run {run_id} was recorded within {record_timeout:.0f}s of the upload: is the source "
+                    "bucket's EventBridge notification reaching the pipeline? (`sagedock runs` lists what is)"
+                )
+            if waited > timeout:
+                raise TimeoutError(
+                    f"run {run_id} is still {record.get('status')} after {timeout:.0f}s; "
                     f"`sagedock status {run_id}` shows where it is"
                 )
-            time.sleep(poll)
+            progress = (record.get("updated_at"), record.get("status"), len(record.get("stages") or []))
+            interval = poll if progress != seen else min(MAX_POLL_SECONDS, interval * 1.5)
+            seen = progress
+            time.sleep(interval)
     finally:
         view.close(record or None)
 

@@ -424,3 +424,13 @@ def test_an_api_url_that_is_not_http_is_a_usage_error(
     monkeypatch.setenv("SAGEDOCK_API_URL", "ftp://example.com")
     assert main(["runs"]) == 2
     assert "fix --api-url or SAGEDOCK_API_URL" in capsys.readouterr().err
+
+
+def test_following_a_run_that_is_never_recorded_gives_up_and_says_why(api: FakeApi) -> None:
+    from sagedock.client import ApiClient, resolve_target
+
+    view = follow.LineView()
+    with pytest.raises(TimeoutError, match="no run ghost-1 was recorded within 0s of the upload"):
+        follow.watch(ApiClient(resolve_target()), "ghost-1", view, timeout=60, poll=0.01, record_timeout=0.2)
+    assert [p for _, p, _ in api.requests] == ["/runs/ghost-1"] * len(api.requests)
+    assert len(api.requests) >= 2  # it did wait for the run before giving up
