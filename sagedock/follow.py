@@ -9,12 +9,12 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, TextIO
 
 from sagedock.client import ApiClient, ApiError
+from sagedock.progress import LiveProgress
 
 TERMINAL = ("SUCCEEDED", "FAILED")
 POLL_SECONDS = 0.5
 MAX_POLL_SECONDS = 5.0  # while a run does not change (a long training job), ask no more often than this
 RECORD_TIMEOUT = 120.0  # a run not recorded by then will not be: the upload did not reach the pipeline
-ENDPOINT_POLL_SECONDS = 2.0
 STAGES = ("validate", "build", "train", "deploy")
 
 
@@ -53,7 +53,7 @@ def watch(
     """
     began = time.monotonic()
     record: dict[str, Any] = {}
-    endpoints = EndpointStatus(client)
+    progress = LiveProgress(client, run_id)
     interval, seen = poll, None
     try:
         while True:
@@ -63,7 +63,7 @@ def watch(
                 if exc.status != 404:
                     raise
                 record = {}
-            view.update(endpoints.annotate(record))
+            view.update(progress.annotate(record))
             if record.get("status") in TERMINAL:
                 return record
             waited = time.monotonic() - began
@@ -77,50 +77,12 @@ def watch(
                     f"run {run_id} is still {record.get('status')} after {timeout:.0f}s; "
                     f"`sagedock status {run_id}` shows where it is"
                 )
-            progress = (record.get("updated_at"), record.get("status"), len(record.get("stages") or []))
-            interval = poll if progress != seen else min(MAX_POLL_SECONDS, interval * 1.5)
-            seen = progress
+            changed = (record.get("updated_at"), record.get("status"), len(record.get("stages") or []))
+            interval = poll if changed != seen else min(MAX_POLL_SECONDS, interval * 1.5)
+            seen = changed
             time.sleep(interval)
     finally:
         view.close(record or None)
-
-
-class EndpointStatus:
-    """The endpoint's own status (Creating, Updating, InService, ...) while a run deploys, from GET /projects/
-    {project} at most every ENDPOINT_POLL_SECONDS; an API without that route just shows none."""
-
-    def __init__(self, client: ApiClient) -> None:
-        self._client = client
-        self._status: str | None = None
-        self._asked = -ENDPOINT_POLL_SECONDS
-        self._available = True
-
-    def annotate(self, record: dict[str, Any]) -> dict[str, Any]:
-        """The record with `progress: endpoint <status>` on its open deploy stage (when it has none)."""
-        stages = record.get("stages") or []
-        if record.get("status") != "DEPLOYING" or not stages or stages[-1].get("stage") != "deploy":
-            return record
-        if stages[-1].get("progress"):
-            return record
-        status = self._poll(str(record.get("project")), record.get("endpoint_name"))
-        if not status:
-            return record
-        deploy = {**stages[-1], "progress": f"endpoint {status}"}
-        return {**record, "stages": [*stages[:-1], deploy]}
-
-    def _poll(self, project: str, endpoint_name: Any) -> str | None:
-        if self._available and time.monotonic() - self._asked >= ENDPOINT_POLL_SECONDS:
-            self._asked = time.monotonic()
-            try:
-                endpoint = self._client.get_project(project).get("endpoint") or {}
-            except ApiError as exc:
-                if exc.status == 0:
-                    raise
-                self._available = False
-                return None
-            if endpoint.get("name") == endpoint_name and endpoint.get("status"):
-                self._status = str(endpoint["status"])
-        return self._status
 
 
 def stage_note(entry: dict[str, Any]) -> str:
@@ -219,9 +181,13 @@ class LiveView:
         record = self._record
         status = record.get("status") or "waiting for the run to be recorded"
         elapsed = time.monotonic() - self._began
+        stages = record.get("stages") or []
+        last_log = stages[-1].get("last_log") if stages else None
         table = Table(
             title=f"run {self._run_id}  {status}  {elapsed:5.1f}s",
             title_justify="left",
+            caption=Text(f"{stages[-1].get('stage')} log: {last_log}") if last_log else None,
+            caption_justify="left",
             expand=False,
         )
         table.add_column("stage")

@@ -434,3 +434,55 @@ def test_following_a_run_that_is_never_recorded_gives_up_and_says_why(api: FakeA
         follow.watch(ApiClient(resolve_target()), "ghost-1", view, timeout=60, poll=0.01, record_timeout=0.2)
     assert [p for _, p, _ in api.requests] == ["/runs/ghost-1"] * len(api.requests)
     assert len(api.requests) >= 2  # it did wait for the run before giving up
+
+
+def test_following_a_build_shows_its_phase_per_change_and_its_latest_log_line_live(
+    api: FakeApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rich.console import Console
+
+    from sagedock.client import ApiClient, resolve_target
+    from sagedock.progress import LiveProgress
+
+    building = run_record("BUILDING", [("validate", "SUCCEEDED"), ("build", "IN_PROGRESS")])
+
+    def page(token: str, *messages: str) -> tuple[int, Any]:
+        events = [{"timestamp": T0, "message": m} for m in messages]
+        source = {"log_group": "/aws/codebuild/x", "log_stream": "b"}
+        return 200, {
+            "run_id": "demo-abc",
+            "stage": "build",
+            "source": source,
+            "events": events,
+            "next_token": token,
+        }
+
+    api.on(
+        "GET",
+        "/runs/demo-abc/logs",
+        page("b1", "[Container] 2026/12/05 10:00:00.1 Entering phase INSTALL", "pip install -r req.txt"),
+        page("b2", "[Container] 2026/12/05 10:00:05.2 Entering phase BUILD", "Step 2/5 : COPY [model] ."),
+        page("b2"),
+    )
+    progress = LiveProgress(ApiClient(resolve_target()), "demo-abc", every=0)
+    view = follow.LineView()
+    seen = [progress.annotate(building) for _ in range(3)]
+    for record in seen:
+        view.update(record)
+    # The phase is a change, printed once per phase; the log line is not
+    lines = [line.split("] ", 1)[1] for line in capsys.readouterr().out.splitlines()]
+    assert lines == [
+        "validate  SUCCEEDED",
+        "build     IN_PROGRESS - phase INSTALL",
+        "build     IN_PROGRESS - phase BUILD",
+    ]
+    # And the live view shows the latest line under its table, brackets and all
+    assert seen[-1]["stages"][-1]["last_log"] == "Step 2/5 : COPY [model] ."
+    live = follow.LiveView.__new__(follow.LiveView)
+    live._run_id, live._began, live._record = "demo-abc", 0.0, seen[-1]
+    out = io.StringIO()
+    Console(file=out, width=120, color_system=None).print(live._render())
+    assert "build log: Step 2/5 : COPY [model] ." in out.getvalue()
+    # And the log was read on from where it stopped
+    tokens = [q.get("next_token") for _, p, q in api.requests if p.endswith("/logs")]
+    assert tokens == [None, "b1", "b2"]
