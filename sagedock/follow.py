@@ -179,7 +179,7 @@ class LiveView:
         from rich.text import Text
 
         record = self._record
-        status = record.get("status") or "waiting for the run to be recorded"
+        status = record.get("status") or "not recorded yet"
         elapsed = time.monotonic() - self._began
         stages = record.get("stages") or []
         last_log = stages[-1].get("last_log") if stages else None
