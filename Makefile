@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format unit integration e2e container bench package clean
+.PHONY: demo test lint format unit integration e2e container bench package clean dockerfile-corpus
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,13 @@ container: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -r requirements-bench.txt
 	$(BIN)/python bench/run_all.py
+
+# BuildKit's own reading of tests/unit/dockerfiles (the reference of test_dockerfile_corpus.py), with its
+# Go parser from the `dockerfile` package, in a venv of its own (wheels for x86-64 Linux, macOS, Windows).
+dockerfile-corpus: $(STAMP)
+	@test -x $(VENV)/buildkit/bin/python || $(PYTHON) -m venv $(VENV)/buildkit
+	$(VENV)/buildkit/bin/python -m pip install --quiet -r tests/unit/dockerfiles/requirements.txt
+	$(VENV)/buildkit/bin/python tests/unit/dockerfiles/buildkit_view.py
 
 STAGE ?= dev
 package: $(STAMP)

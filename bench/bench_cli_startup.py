@@ -5,8 +5,9 @@ does; the commands alternate so that disk cache and CPU frequency affect all ali
 closed loopback port, so it measures imports, parsing and one refused connection, never a server. A bare
 `python -c pass` is the floor the ratios are taken against. Also printed: which heavy modules each command
 imports (botocore, rich, pydantic), the start-up cost the CLI keeps out of commands that do not need them.
-Run: .venv/bin/python bench/bench_cli_startup.py [--samples N] [--compare CHECKOUT] (another checkout, e.g.
-`git worktree add /tmp/before main`, measured in the same loop with its own code under this interpreter)
+Run: .venv/bin/python bench/bench_cli_startup.py [--samples N] [--root OTHER] (another checkout, e.g.
+`git archive main | tar -x -C /tmp/base`, measured in the same loop with its own code under this interpreter).
+bench_start_up.py breaks `--help` down (import, parser); this one adds `runs` and the heavy-module check.
 """
 
 from __future__ import annotations
@@ -59,14 +60,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=15)
     parser.add_argument(
-        "--compare",
+        "--root",
         type=Path,
         action="append",
         default=[],
         help="another checkout (e.g. the code before a change) measured in the same loop, for a ratio",
     )
     options = parser.parse_args()
-    roots = [ROOT, *(path.resolve() for path in options.compare)]
+    roots = [ROOT, *(path.resolve() for path in options.root)]
     api_url = f"http://127.0.0.1:{closed_port()}"
     envs = {
         root: {

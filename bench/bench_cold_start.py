@@ -60,14 +60,14 @@ SETTINGS = {
 }
 
 
-def sample(code: str) -> float:
-    """Seconds reported by one fresh interpreter running `code`."""
+def sample(code: str, root: Path = ROOT) -> float:
+    """Seconds reported by one fresh interpreter running `code` in the checkout `root`."""
     import os
 
     env = {**os.environ, **SETTINGS, "PYTHONDONTWRITEBYTECODE": "0"}
     out = subprocess.run(
         [sys.executable, "-c", code],
-        cwd=ROOT,
+        cwd=root,
         env=env,
         capture_output=True,
         text=True,

@@ -9,6 +9,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = [
     "bench_cold_start.py",
+    "bench_start_up.py",
     "bench_registry_auth.py",
     "bench_bundle_bytes.py",
     "bench_serve.py",

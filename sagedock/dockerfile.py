@@ -114,6 +114,8 @@ class _Instruction:
     line: int
     keyword: str
     args: str
+    heredocs: int = 0
+    escape: str = "\\"  # the escape directive's character, also the shell words' escape
 
 
 def _directives(lines: Sequence[str]) -> tuple[str, int]:
@@ -121,7 +123,7 @@ def _directives(lines: Sequence[str]) -> tuple[str, int]:
     escape = "\\"
     count = 0
     for text in lines:
-        match = re.fullmatch(r"\s*#\s*([A-Za-z]+)\s*=\s*(\S+)\s*", text)
+        match = re.fullmatch(r"\s*#\s*([A-Za-z][A-Za-z0-9]*)\s*=\s*(\S+)\s*", text)
         if not match:
             break
         if match.group(1).lower() == "escape":
@@ -132,39 +134,36 @@ def _directives(lines: Sequence[str]) -> tuple[str, int]:
     return escape, count
 
 
+def _ignored(line: str) -> bool:
+    """An empty or comment line: dropped, also inside a continuation (as BuildKit does)."""
+    text = line.strip()
+    return not text or text.startswith("#")
+
+
 def _instructions(text: str) -> list[_Instruction]:
-    """Logical instructions: continuation lines joined, comments dropped, here-documents consumed."""
+    """Logical instructions as BuildKit's parser reads them (tests/unit/dockerfiles is the check):
+    continuations joined by removing the escape and the line break only, comment and empty lines dropped,
+    here-documents consumed."""
     lines = text.splitlines()
     escape, start = _directives(lines)
+    continued = re.compile(re.escape(escape) + r"[ \t]*$")
     result: list[_Instruction] = []
     index = start
     while index < len(lines):
         first = index
-        current = lines[index].strip()
         index += 1
-        if not current or current.startswith("#"):
+        if _ignored(lines[first]):
             continue
-        parts: list[str] = []
-        while current.endswith(escape):
-            parts.append(current[: -len(escape)].strip())
-            # Comment lines and empty lines inside a continuation are dropped, as Docker does.
-            while index < len(lines) and (not lines[index].strip() or lines[index].strip().startswith("#")):
-                index += 1
-            if index == len(lines):
-                current = ""
-                break
-            current = lines[index].strip()
+        joined, more = continued.subn("", lines[first].lstrip())
+        while more and index < len(lines):
+            if not _ignored(lines[index]):
+                part, more = continued.subn("", lines[index])
+                joined += part
             index += 1
-        parts.append(current)
-        joined = " ".join(part for part in parts if part)
-        keyword, _, args = joined.partition(" ")
-        keyword = keyword.upper()
-        heredoc = _HEREDOC.search(args) if keyword in ("RUN", "COPY", "ADD") else None
-        if heredoc:
-            if keyword != "RUN":
-                raise DockerfileError(first + 1, f"{keyword} with a here-document is not supported")
-            terminator = heredoc.group(3)
-            strip_tabs = heredoc.group(1) == "-"
+        keyword, *rest = joined.split(None, 1)
+        keyword, args = keyword.upper(), "".join(rest)
+        heredocs = _HEREDOC.findall(args) if keyword in ("RUN", "COPY", "ADD") else []
+        for strip_tabs, _quote, terminator in heredocs:
             while index < len(lines):
                 body = lines[index].lstrip("\t") if strip_tabs else lines[index]
                 index += 1
@@ -172,7 +171,7 @@ def _instructions(text: str) -> list[_Instruction]:
                     break
             else:
                 raise DockerfileError(first + 1, f"here-document {terminator!r} is never closed")
-        result.append(_Instruction(first + 1, keyword, args.strip()))
+        result.append(_Instruction(first + 1, keyword, args.strip(), len(heredocs), escape))
     return result
 
 
@@ -220,8 +219,9 @@ def _expand(text: str, variables: Mapping[str, str], line: int) -> str:
     return "".join(out)
 
 
-def _words(text: str, variables: Mapping[str, str] | None, line: int) -> list[str]:
-    """Split as Docker's shell-word processing does: quotes group, backslash escapes, `$` expands."""
+def _words(text: str, variables: Mapping[str, str] | None, line: int, escape: str = "\\") -> list[str]:
+    """Split as Docker's shell-word processing does: quotes group, the escape character escapes, `$`
+    expands."""
     words: list[str] = []
     current: list[str] = []
     in_word = False
@@ -245,7 +245,7 @@ def _words(text: str, variables: Mapping[str, str] | None, line: int) -> list[st
             j = i + 1
             chunk: list[str] = []
             while j < len(text) and text[j] != '"':
-                if text[j] == "\\" and j + 1 < len(text) and text[j + 1] in '"\\$':
+                if text[j] == escape and j + 1 < len(text) and text[j + 1] in ('"', escape, "$"):
                     chunk.append("\\$" if text[j + 1] == "$" else text[j + 1])
                     j += 2
                     continue
@@ -256,12 +256,12 @@ def _words(text: str, variables: Mapping[str, str] | None, line: int) -> list[st
             joined = "".join(chunk)
             current.append(_expand(joined, variables, line) if variables is not None else joined)
             i = j + 1
-        elif char == "\\" and i + 1 < len(text):
+        elif char == escape and i + 1 < len(text):
             current.append(text[i + 1])
             i += 2
         else:
             j = i
-            while j < len(text) and not text[j].isspace() and text[j] not in "'\"\\":
+            while j < len(text) and not text[j].isspace() and text[j] not in ("'", '"', escape):
                 j += 1
             chunk_text = text[i:j]
             current.append(_expand(chunk_text, variables, line) if variables is not None else chunk_text)
@@ -271,16 +271,17 @@ def _words(text: str, variables: Mapping[str, str] | None, line: int) -> list[st
     return words
 
 
-def _pairs(args: str, variables: Mapping[str, str], line: int, keyword: str) -> list[tuple[str, str]]:
+def _pairs(ins: _Instruction, variables: Mapping[str, str]) -> list[tuple[str, str]]:
     """`KEY=VALUE ...` pairs (ENV, LABEL), or the legacy `KEY VALUE` form of ENV."""
-    words = _words(args, variables, line)
+    args, line, keyword = ins.args, ins.line, ins.keyword
+    words = _words(args, variables, line, ins.escape)
     if not words:
         raise DockerfileError(line, f"{keyword} needs at least one KEY=VALUE")
     if "=" not in words[0]:
         if keyword != "ENV" or len(words) < 2:
             raise DockerfileError(line, f"{keyword} expects KEY=VALUE, got {args!r}")
         key, _, rest = args.partition(" ")
-        return [(key, " ".join(_words(rest.strip(), variables, line)))]
+        return [(key, " ".join(_words(rest.strip(), variables, line, ins.escape)))]
     pairs: list[tuple[str, str]] = []
     for word in words:
         key, sep, value = word.partition("=")
@@ -415,7 +416,7 @@ class _Parser:
             handler(stage, ins)
 
     def arg(self, ins: _Instruction) -> None:
-        words = _words(ins.args, None, ins.line)
+        words = _words(ins.args, None, ins.line, ins.escape)
         if not words:
             raise DockerfileError(ins.line, "ARG needs a name")
         target = self.stages[-1].args if self.stages else self.global_args
@@ -432,7 +433,8 @@ class _Parser:
                 target[name] = self.global_args[name]
 
     def from_(self, ins: _Instruction) -> None:
-        words = [w for w in _words(ins.args, self.global_args, ins.line) if not w.startswith("--platform=")]
+        words = _words(ins.args, self.global_args, ins.line, ins.escape)
+        words = [w for w in words if not w.startswith("--platform=")]
         if len(words) == 3 and words[1].lower() == "as":
             image, name = words[0], words[2]
         elif len(words) == 1:
@@ -459,13 +461,13 @@ class _Parser:
         return None
 
     def do_env(self, stage: _StageState, ins: _Instruction) -> None:
-        stage.env.update(_pairs(ins.args, stage.variables(), ins.line, "ENV"))
+        stage.env.update(_pairs(ins, stage.variables()))
 
     def do_label(self, stage: _StageState, ins: _Instruction) -> None:
-        stage.labels.update(_pairs(ins.args, stage.variables(), ins.line, "LABEL"))
+        stage.labels.update(_pairs(ins, stage.variables()))
 
     def do_workdir(self, stage: _StageState, ins: _Instruction) -> None:
-        words = _words(ins.args, stage.variables(), ins.line)
+        words = _words(ins.args, stage.variables(), ins.line, ins.escape)
         if len(words) != 1:
             raise DockerfileError(ins.line, "WORKDIR takes exactly one path")
         stage.workdir = _join_image_path(stage.workdir, words[0]).rstrip("/") or "/"
@@ -498,6 +500,8 @@ class _Parser:
         self.copy(stage, ins)
 
     def copy(self, stage: _StageState, ins: _Instruction) -> None:
+        if ins.heredocs:
+            raise DockerfileError(ins.line, f"{ins.keyword} with a here-document is not supported")
         variables = stage.variables()
         rest = ins.args
         flags: dict[str, str] = {}
@@ -515,7 +519,7 @@ class _Parser:
                 raise DockerfileError(ins.line, f"{ins.keyword}: the JSON form is a list of strings")
             words = [_expand(word, variables, ins.line) for word in parsed]
         else:
-            words = _words(rest, variables, ins.line)
+            words = _words(rest, variables, ins.line, ins.escape)
         if len(words) < 2:
             raise DockerfileError(ins.line, f"{ins.keyword} needs at least one source and a destination")
         *sources, dest = words

@@ -1,12 +1,14 @@
 """The local Lambda service: each event reaches the handlers whose registered Chalice patterns match it.
 
 The patterns are the app's own (`app.event_sources`), so what is routed locally is what the deployed rules
-route. Handlers are invoked asynchronously on a worker pool with the event and a Lambda context, and a
-failed invocation is retried twice, as Lambda does for asynchronous invokes.
+route; moto's EventBridge matcher applies them (moto already runs the local AWS APIs; where it differs from
+EventBridge, see docs/local-cloud.md). Handlers are invoked asynchronously on a worker pool with the event
+and a Lambda context, and a failed invocation is retried twice, as Lambda does for asynchronous invokes.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -16,9 +18,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from sagedock.local.logs import invocation
-from sagedock.local.patterns import matches
 
 log = logging.getLogger("local_cloud.router")
+
+
+class PatternError(ValueError):
+    """A handler's event pattern that EventBridge would refuse (its rule could never be created)."""
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,16 @@ class Subscription:
 
     name: str
     pattern: Mapping[str, Any]
+
+    def matcher(self) -> Any:
+        """moto's EventBridge matcher for the pattern; PatternError names the handler if it is refused."""
+        from moto.events.exceptions import InvalidEventPatternException
+        from moto.events.models import EventPattern
+
+        try:
+            return EventPattern.load(json.dumps(self.pattern))
+        except InvalidEventPatternException as exc:
+            raise PatternError(f"{self.name}: event pattern refused: {exc.message}") from None
 
 
 def subscriptions(app: Any) -> list[Subscription]:
@@ -63,7 +78,7 @@ class Router:
         memory_size: int = 512,
     ) -> None:
         self._app = app
-        self._subscriptions = subscriptions(app)
+        self._matchers = [(s.name, s.matcher()) for s in subscriptions(app)]
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lambda")
         self._retry_delays = tuple(retry_delays)
         self._memory_size = memory_size
@@ -74,7 +89,7 @@ class Router:
 
     def matching(self, event: Mapping[str, Any]) -> list[str]:
         """The handlers whose pattern matches the event."""
-        return [s.name for s in self._subscriptions if matches(s.pattern, event)]
+        return [name for name, matcher in self._matchers if matcher.matches_event(event)]
 
     def deliver(self, event: Mapping[str, Any]) -> list[str]:
         """Queue one asynchronous invocation per matching handler; returns their names."""

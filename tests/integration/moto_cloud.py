@@ -23,28 +23,11 @@ from chalicelib import runs as runs_module
 from chalicelib import services as services_module
 from chalicelib.aws import reset_clients
 from chalicelib.settings import get_settings
+from tests.settings_env import PRIVATE, REQUIRED
 
 REGION = "us-east-1"
-ROLE_ARN = "arn:aws:iam::123456789012:role/sagedock-sagemaker"
-SETTINGS = {
-    "SAGEDOCK_SOURCE_BUCKET": "sagedock-source",
-    "SAGEDOCK_DATA_BUCKET": "sagedock-data",
-    "SAGEDOCK_ARTIFACT_BUCKET": "sagedock-artifacts",
-    "SAGEDOCK_RUNS_TABLE": "sagedock-runs",
-    "SAGEDOCK_IDEMPOTENCY_TABLE": "sagedock-idempotency",
-    "SAGEDOCK_CODEBUILD_PROJECT": "sagedock-build",
-    "SAGEDOCK_ECR_PREFIX": "sagedock",
-    "SAGEDOCK_SAGEMAKER_ROLE_ARN": ROLE_ARN,
-}
-PRIVATE_SETTINGS = {
-    "SAGEDOCK_PRIVATE_REGISTRY": "registry.example.com",
-    "SAGEDOCK_REGISTRY_AUTH_FUNCTION_ARN": (
-        "arn:aws:lambda:us-east-1:123456789012:function:sagedock-registry-auth"
-    ),
-    "SAGEDOCK_SUBNET_IDS": "subnet-0a,subnet-0b",
-    "SAGEDOCK_SECURITY_GROUP_IDS": "sg-0c",
-    "SAGEDOCK_REGISTRY_SECRET_ID": "sagedock/registry",
-}
+SETTINGS = {**REQUIRED, "SAGEDOCK_ECR_PREFIX": "sagedock"}
+PRIVATE_SETTINGS = PRIVATE
 DOCKERFILE = (
     b'FROM python:3.11-slim\nCOPY program /opt/program\nENTRYPOINT ["python3", "/opt/program/entry.py"]\n'
 )

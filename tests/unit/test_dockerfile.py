@@ -195,6 +195,39 @@ def test_continuations_comments_heredocs_and_the_escape_directive() -> None:
     assert (spec.user, spec.stop_signal) == ("nobody", "SIGINT")
 
 
+def test_continuations_join_as_buildkit_does_and_every_here_document_is_consumed() -> None:
+    # Given a continuation inside a word, and one RUN with two here-documents
+    spec = parse(
+        """
+        FROM scratch
+        ENV GREETING=hel\\
+        lo
+        RUN <<ONE <<TWO bash
+        FROM not-an-instruction
+        ONE
+        CMD ["not an instruction either"]
+        TWO
+        CMD ["serve"]
+        """
+    )
+
+    # Then only the escape and the line break are removed, and both bodies are skipped
+    assert spec.env["GREETING"] == "hello"
+    assert spec.stages[0].run_steps == 1 and spec.cmd == ["serve"]
+
+
+def test_the_escape_directive_is_also_the_escape_of_shell_words() -> None:
+    # Given the backtick as escape character: a backslash is then an ordinary character
+    spec = parse(
+        """
+        # escape=`
+        FROM scratch
+        ENV DIR=C:\\opt\\program TICK=a``b
+        """
+    )
+    assert (spec.env["DIR"], spec.env["TICK"]) == ("C:\\opt\\program", "a`b")
+
+
 def test_the_spec_survives_a_round_trip_through_json() -> None:
     spec = parse("FROM scratch AS a\nCOPY x /x\nFROM a\nCOPY --from=a /x /y\nCMD serve\n")
     assert ImageSpec.from_dict(spec.to_dict()) == spec

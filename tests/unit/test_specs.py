@@ -14,6 +14,7 @@ from chalicelib import specs
 from chalicelib.manifest import parse_manifest
 from chalicelib.models import ImageRef, Run, SourceRef, Status
 from chalicelib.settings import Settings, load_settings
+from tests.settings_env import AUTH_ARN, PRIVATE, REQUIRED, ROLE_ARN
 
 RUN_ID = "iris-0123456789ab"
 JOB = f"{RUN_ID}-t1"
@@ -21,25 +22,8 @@ REPO = "123456789012.dkr.ecr.us-east-1.amazonaws.com/sagedock/iris"
 DIGEST = "sha256:" + "ab" * 32
 IMAGE_URI = f"{REPO}@{DIGEST}"
 ARTIFACT = f"s3://sagedock-artifacts/iris/{RUN_ID}/{JOB}/output/model.tar.gz"
-ROLE_ARN = "arn:aws:iam::123456789012:role/sagedock-sagemaker"
-AUTH_ARN = "arn:aws:lambda:us-east-1:123456789012:function:sagedock-registry-auth"
-ENV = {
-    "SAGEDOCK_SOURCE_BUCKET": "sagedock-source",
-    "SAGEDOCK_DATA_BUCKET": "sagedock-data",
-    "SAGEDOCK_ARTIFACT_BUCKET": "sagedock-artifacts",
-    "SAGEDOCK_RUNS_TABLE": "sagedock-runs",
-    "SAGEDOCK_IDEMPOTENCY_TABLE": "sagedock-idempotency",
-    "SAGEDOCK_CODEBUILD_PROJECT": "sagedock-build",
-    "SAGEDOCK_SAGEMAKER_ROLE_ARN": ROLE_ARN,
-}
-PRIVATE_ENV = {
-    **ENV,
-    "SAGEDOCK_PRIVATE_REGISTRY": "registry.example.com",
-    "SAGEDOCK_REGISTRY_AUTH_FUNCTION_ARN": AUTH_ARN,
-    "SAGEDOCK_SUBNET_IDS": "subnet-0a,subnet-0b",
-    "SAGEDOCK_SECURITY_GROUP_IDS": "sg-0c",
-    "SAGEDOCK_REGISTRY_SECRET_ID": "sagedock/registry",
-}
+ENV = REQUIRED
+PRIVATE_ENV = {**REQUIRED, **PRIVATE}
 FULL_MANIFEST = """
 [train]
 instance_type = "ml.m5.xlarge"
