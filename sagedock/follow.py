@@ -9,13 +9,12 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, TextIO
 
 from sagedock.client import ApiClient, ApiError
+from sagedock.output import STAGES, TERMINAL, stage_note
 from sagedock.progress import LiveProgress
 
-TERMINAL = ("SUCCEEDED", "FAILED")
 POLL_SECONDS = 0.5
 MAX_POLL_SECONDS = 5.0  # while a run does not change (a long training job), ask no more often than this
 RECORD_TIMEOUT = 120.0  # a run not recorded by then will not be: the upload did not reach the pipeline
-STAGES = ("validate", "build", "train", "deploy")
 
 
 class View(Protocol):
@@ -24,17 +23,6 @@ class View(Protocol):
     def update(self, record: dict[str, Any]) -> None: ...
 
     def close(self, record: dict[str, Any] | None) -> None: ...
-
-
-def add_follow_arguments(parser: Any, *, timeout: float = 1800) -> None:
-    """--follow and --timeout, as every command that can follow a run takes them."""
-    parser.add_argument("--follow", action="store_true", help="show the run stage by stage until it ends")
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=timeout,
-        help=f"give up following after this many seconds (default {timeout:.0f})",
-    )
 
 
 def watch(
@@ -83,13 +71,6 @@ def watch(
             time.sleep(interval)
     finally:
         view.close(record or None)
-
-
-def stage_note(entry: dict[str, Any]) -> str:
-    """What a stage is doing: its detail, and its live progress (build phase, training secondary status,
-    endpoint status) when the run record carries one."""
-    parts = [str(entry[key]) for key in ("progress", "detail") if entry.get(key)]
-    return " - ".join(parts)
 
 
 def parse_time(value: Any) -> datetime | None:

@@ -9,6 +9,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 OUTPUTS = ("text", "json")
+TERMINAL = ("SUCCEEDED", "FAILED")
+STAGES = ("validate", "build", "train", "deploy")
 
 
 def add_output_argument(parser: argparse.ArgumentParser) -> None:
@@ -76,3 +78,21 @@ def one_line(text: Any, width: int = 80) -> str:
     """A message fitted onto one table cell: newlines folded, long text cut with an ellipsis."""
     flat = " ".join(str(text or "").split())
     return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def add_follow_arguments(parser: Any, *, timeout: float = 1800) -> None:
+    """--follow and --timeout, as every command that can follow a run takes them."""
+    parser.add_argument("--follow", action="store_true", help="show the run stage by stage until it ends")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=timeout,
+        help=f"give up following after this many seconds (default {timeout:.0f})",
+    )
+
+
+def stage_note(entry: dict[str, Any]) -> str:
+    """What a stage is doing: its detail, and its live progress (build phase, training secondary status,
+    endpoint status) when the run record carries one."""
+    parts = [str(entry[key]) for key in ("progress", "detail") if entry.get(key)]
+    return " - ".join(parts)

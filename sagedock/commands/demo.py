@@ -19,7 +19,6 @@ from sagedock.client import ApiClient, ApiError, Target, resolve_target
 from sagedock.commands.local import configure_logging
 from sagedock.commands.status import error_text, timeline
 from sagedock.commands.submit import SubmitError, submit
-from sagedock.follow import follow_view, watch
 
 PROJECT = "demo"
 SAMPLES_PER_LABEL = 1
@@ -101,6 +100,8 @@ def _demo(target: Target, bundle: Path, timeout: float, say: Any) -> int:
     client = ApiClient(target)
     say(f"submitting {bundle} as project {PROJECT!r}")
     submission = submit(bundle, PROJECT, target, say=say)
+    from sagedock.follow import follow_view, watch
+
     view = follow_view(submission.run_id, say=lambda line: say("  " + line))
     record = watch(client, submission.run_id, view, timeout=timeout)
     if record.get("status") != "SUCCEEDED":

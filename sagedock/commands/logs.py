@@ -10,8 +10,7 @@ from typing import Any
 
 from sagedock.client import ApiClient, add_target_arguments, target_from_args
 from sagedock.exitcodes import EXIT_FAILED
-from sagedock.follow import STAGES, TERMINAL
-from sagedock.output import add_output_argument, int_between, print_json
+from sagedock.output import STAGES, TERMINAL, add_output_argument, int_between, print_json
 
 # --follow polls quickly while lines arrive and backs off to MAX_INTERVAL while the log is quiet.
 MIN_INTERVAL = 1.0

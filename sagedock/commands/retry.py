@@ -7,8 +7,7 @@ from typing import Any
 
 from sagedock.client import ApiClient, add_target_arguments, target_from_args
 from sagedock.commands.submit import follow_to_end
-from sagedock.follow import add_follow_arguments
-from sagedock.output import add_output_argument, print_json
+from sagedock.output import add_follow_arguments, add_output_argument, print_json
 
 
 def register(subparsers: Any) -> None:

@@ -7,8 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sagedock.client import ApiClient, add_target_arguments, target_from_args
-from sagedock.follow import stage_note
-from sagedock.output import add_output_argument, print_json
+from sagedock.output import add_output_argument, print_json, stage_note
 
 
 def register(subparsers: Any) -> None:

@@ -26,7 +26,7 @@ from sagedock.client import (
 )
 from sagedock.commands.status import error_text
 from sagedock.exitcodes import EXIT_FAILED, EXIT_USAGE, CliError
-from sagedock.follow import POLL_SECONDS, add_follow_arguments, follow_view, watch
+from sagedock.output import add_follow_arguments
 
 PROJECT_HELP = f"names the ECR repository and, by default, the endpoint: {PROJECT_RULE}"
 SKIPPED_DIRS = {
@@ -40,6 +40,7 @@ SKIPPED_DIRS = {
     ".pytest_cache",
     ".ruff_cache",
 }
+RUN_POLL_SECONDS = 0.5
 # Zip entries get a fixed time so the same directory always makes the same bundle bytes.
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
@@ -88,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
 
 def follow_to_end(client: ApiClient, run_id: str, *, timeout: float) -> int:
     """Follow the run (live on a terminal, line by line otherwise); 0 if it SUCCEEDED, 1 if it FAILED."""
+    from sagedock.follow import follow_view, watch
+
     sys.stdout.flush()
     record = watch(client, run_id, follow_view(run_id), timeout=timeout)
     if record.get("status") != "SUCCEEDED":
@@ -215,7 +218,7 @@ def _run_of(client: ApiClient, project: str, key: str, timeout: float = 60) -> s
         for record in client.iter_runs(project=project):
             if (record.get("source") or {}).get("key") == key:
                 return str(record["run_id"])
-        time.sleep(POLL_SECONDS)
+        time.sleep(RUN_POLL_SECONDS)
     raise SubmitError(f"no run was recorded for {key} within {timeout:.0f}s")
 
 

@@ -86,7 +86,6 @@ def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeApi]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     monkeypatch.setenv("SAGEDOCK_API_URL", f"http://127.0.0.1:{server.server_address[1]}")
-    monkeypatch.setattr(follow, "POLL_SECONDS", 0.01)
     monkeypatch.setattr(logs_command, "MIN_INTERVAL", 0.01)
     monkeypatch.setattr(logs_command, "MAX_INTERVAL", 0.02)
     try:
