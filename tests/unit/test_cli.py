@@ -40,6 +40,13 @@ FAILED_RUN = run_record(
 )
 
 
+def log_page(stage: str, token: str | None, *messages: str, source: bool = True) -> tuple[int, Any]:
+    """An answer of GET /runs/demo-abc/logs: these messages of the stage, then `token` to read on."""
+    events = [{"timestamp": T0, "message": m} for m in messages]
+    where = {"log_group": f"/{stage}", "log_stream": "s"} if source else None
+    return 200, {"run_id": "demo-abc", "stage": stage, "source": where, "events": events, "next_token": token}
+
+
 class FakeApi:
     """Answers by (method, path): each route a list of (status, body) played in turn, the last repeated."""
 
@@ -193,25 +200,14 @@ def test_logs_follow_tails_each_stage_in_turn_until_the_run_fails(
     failed = run_record("FAILED", [("validate", "SUCCEEDED"), ("build", "SUCCEEDED"), ("train", "FAILED")])
     api.on("GET", "/runs/demo-abc", (200, building), (200, building), (200, training), (200, failed))
 
-    def page(stage: str, token: str, *messages: str) -> tuple[int, Any]:
-        events = [{"timestamp": T0, "message": m} for m in messages]
-        source = {"log_group": f"/{stage}", "log_stream": "s"}
-        return 200, {
-            "run_id": "demo-abc",
-            "stage": stage,
-            "source": source,
-            "events": events,
-            "next_token": token,
-        }
-
     logs_pages = [
-        page("build", "b1", "step 1"),  # first request
-        page("build", "b2", "step 2"),  # polled while building
-        page("build", "b3", "pushed"),  # drained when the run moved on
-        page("build", "b3"),
-        page("train", "t1", "epoch 1"),
-        page("train", "t2", "ValueError: bad label"),  # drained at the end
-        page("train", "t2"),
+        log_page("build", "b1", "step 1"),  # first request
+        log_page("build", "b2", "step 2"),  # polled while building
+        log_page("build", "b3", "pushed"),  # the last poll while building
+        log_page("build", "b3"),  # drained when the run moved on: nothing more
+        log_page("train", "t1", "epoch 1"),
+        log_page("train", "t2", "ValueError: bad label"),  # drained at the end
+        log_page("train", "t2"),
     ]
     api.on("GET", "/runs/demo-abc/logs", *logs_pages)
 
@@ -383,26 +379,15 @@ def test_logs_follow_shows_the_failed_stage_even_when_the_run_failed_between_two
     failed = run_record("FAILED", [("validate", "SUCCEEDED"), ("build", "SUCCEEDED"), ("train", "FAILED")])
     api.on("GET", "/runs/demo-abc", (200, building), (200, failed))
 
-    def page(stage: str, token: str | None, *messages: str, source: bool = True) -> tuple[int, Any]:
-        events = [{"timestamp": T0, "message": m} for m in messages]
-        where = {"log_group": f"/{stage}", "log_stream": "s"} if source else None
-        return 200, {
-            "run_id": "demo-abc",
-            "stage": stage,
-            "source": where,
-            "events": events,
-            "next_token": token,
-        }
-
     api.on(
         "GET",
         "/runs/demo-abc/logs",
-        page("build", "b1", "step 1"),
-        page("build", "b2", "step 2"),
-        page("build", "b2"),  # drained: nothing more
-        page("train", None, source=False),  # the failed stage, first asked before its stream was found
-        page("train", "t1", "ValueError: boom"),
-        page("train", "t1"),
+        log_page("build", "b1", "step 1"),
+        log_page("build", "b2", "step 2"),
+        log_page("build", "b2"),  # drained: nothing more
+        log_page("train", None, source=False),  # the failed stage, first asked before its stream was found
+        log_page("train", "t1", "ValueError: boom"),
+        log_page("train", "t1"),
     )
     assert main(["logs", "demo-abc", "-f"]) == 1
     out, err = capsys.readouterr()
@@ -445,23 +430,22 @@ def test_following_a_build_shows_its_phase_per_change_and_its_latest_log_line_li
 
     building = run_record("BUILDING", [("validate", "SUCCEEDED"), ("build", "IN_PROGRESS")])
 
-    def page(token: str, *messages: str) -> tuple[int, Any]:
-        events = [{"timestamp": T0, "message": m} for m in messages]
-        source = {"log_group": "/aws/codebuild/x", "log_stream": "b"}
-        return 200, {
-            "run_id": "demo-abc",
-            "stage": "build",
-            "source": source,
-            "events": events,
-            "next_token": token,
-        }
-
     api.on(
         "GET",
         "/runs/demo-abc/logs",
-        page("b1", "[Container] 2026/12/05 10:00:00.1 Entering phase INSTALL", "pip install -r req.txt"),
-        page("b2", "[Container] 2026/12/05 10:00:05.2 Entering phase BUILD", "Step 2/5 : COPY [model] ."),
-        page("b2"),
+        log_page(
+            "build",
+            "b1",
+            "[Container] 2026/12/05 10:00:00.1 Entering phase INSTALL",
+            "pip install -r req.txt",
+        ),
+        log_page(
+            "build",
+            "b2",
+            "[Container] 2026/12/05 10:00:05.2 Entering phase BUILD",
+            "Step 2/5 : COPY [model] .",
+        ),
+        log_page("build", "b2"),
     )
     progress = LiveProgress(ApiClient(resolve_target()), "demo-abc", every=0)
     view = follow.LineView()
