@@ -3,8 +3,14 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# checkov pins versions that clash with requirements-dev.txt: it gets an environment of its own.
+CHECKOV_VENV := $(VENV)/checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+# so does samtranslator (it pins pydantic ~=2.13): infra/expand.py runs in this one.
+SAM_VENV := $(VENV)/sam
+SAM_STAMP := $(SAM_VENV)/.installed
 
-.PHONY: demo test lint format unit integration e2e container bench package clean dockerfile-corpus
+.PHONY: demo test lint format unit integration e2e container bench package deploy destroy clean dockerfile-corpus
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,7 +22,19 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 demo: $(STAMP)
 	$(BIN)/sagedock demo
 
-test: lint $(STAMP)
+$(CHECKOV_STAMP): requirements-checkov.txt
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip==26.2.1
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r requirements-checkov.txt
+	@touch $(CHECKOV_STAMP)
+
+$(SAM_STAMP): requirements-sam.txt
+	@test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet --upgrade pip==26.2.1
+	$(SAM_VENV)/bin/python -m pip install --quiet -r requirements-sam.txt
+	@touch $(SAM_STAMP)
+
+test: lint $(STAMP) $(CHECKOV_STAMP) $(SAM_STAMP)
 	$(BIN)/pytest
 
 lint: $(STAMP)
@@ -48,9 +66,18 @@ dockerfile-corpus: $(STAMP)
 	$(VENV)/buildkit/bin/python -m pip install --quiet -r tests/unit/dockerfiles/requirements.txt
 	$(VENV)/buildkit/bin/python tests/unit/dockerfiles/buildkit_view.py
 
+# Deployment (docs/deploy.md). `package` is offline; `deploy` and `destroy` use your AWS credentials.
+#   make deploy STAGE=prod PARAMS="AlarmTopicArn=arn:aws:sns:... PrivateRegistryHost=..." [CODE_BUCKET=...]
+#   make destroy STAGE=dev [YES=1]
 STAGE ?= dev
+PARAMS ?=
+CODE_BUCKET ?=
 package: $(STAMP)
-	$(BIN)/python infra/package.py $(STAGE) out/$(STAGE)
+	$(BIN)/python infra/package.py $(STAGE) dist/$(STAGE)
+deploy: package
+	$(BIN)/python -m infra.deploy deploy $(STAGE) --dist dist/$(STAGE) $(if $(CODE_BUCKET),--code-bucket $(CODE_BUCKET)) $(PARAMS)
+destroy: $(STAMP)
+	$(BIN)/python -m infra.deploy destroy $(STAGE) $(if $(YES),--yes)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

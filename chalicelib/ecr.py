@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
@@ -10,6 +11,40 @@ from chalicelib.aws import error_code, translate
 
 # The buildspec pushes this tag as its layer cache on every build; every other tag (the run ids) is immutable.
 CACHE_TAG = "latest"
+# The lifecycle every project repository gets (repositories are created here, by CreateRepository, which
+# ECR's repository creation templates do not apply to): untagged images (layer caches the `latest` tag
+# moved off) go after a week; of the rest, the newest KEEP_IMAGES stay, so an endpoint's image outlives
+# many retrains (SageMaker pulls it again whenever it replaces or adds an instance).
+UNTAGGED_DAYS = 7
+KEEP_IMAGES = 100
+LIFECYCLE_POLICY = json.dumps(
+    {
+        "rules": [
+            {
+                "rulePriority": 1,
+                "description": "untagged layer caches",
+                "selection": {
+                    "tagStatus": "untagged",
+                    "countType": "sinceImagePushed",
+                    "countUnit": "days",
+                    "countNumber": UNTAGGED_DAYS,
+                },
+                "action": {"type": "expire"},
+            },
+            {
+                "rulePriority": 2,
+                "description": f"all but the newest {KEEP_IMAGES} images",
+                "selection": {
+                    "tagStatus": "any",
+                    "countType": "imageCountMoreThan",
+                    "countNumber": KEEP_IMAGES,
+                },
+                "action": {"type": "expire"},
+            },
+        ]
+    },
+    sort_keys=True,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_ecr import ECRClient
@@ -22,7 +57,16 @@ class Ecr:
         self._client = client
 
     def ensure_repository(self, name: str, *, project: str) -> str:
-        """The repository's URI, creating it the first time a project builds."""
+        """The repository's URI, creating it the first time a project builds; its lifecycle set each time."""
+        uri = self._create_or_describe(name, project=project)
+        try:
+            # Idempotent, and set on every build so a repository created before its policy existed gets it.
+            self._client.put_lifecycle_policy(repositoryName=name, lifecyclePolicyText=LIFECYCLE_POLICY)
+        except ClientError as exc:
+            raise translate(exc, f"setting the lifecycle policy of ECR repository {name}") from exc
+        return uri
+
+    def _create_or_describe(self, name: str, *, project: str) -> str:
         try:
             response = self._client.create_repository(
                 repositoryName=name,

@@ -1,9 +1,10 @@
 """Package sagedock for CloudFormation: `chalice package` with infra/ merged in, ready to upload and deploy.
 
-    python infra/package.py STAGE OUTDIR        (or: python -m infra.package STAGE OUTDIR)
+    python infra/package.py STAGE [OUTDIR]       (`make package STAGE=...`; OUTDIR defaults to dist/STAGE)
 
 writes OUTDIR/sam.json, OUTDIR/deployment.zip (the app) and OUTDIR/registry_auth.zip, which
-`aws cloudformation package` uploads and `aws cloudformation deploy` deploys (docs/deploy.md).
+infra/deploy.py (`make deploy`) uploads and deploys (docs/deploy.md), and prints each package's size.
+It needs no AWS credentials and makes no AWS call.
 
 The merge template handed to `chalice package --merge-template` is infra/template.json plus what only
 packaging time knows or what lives elsewhere as its single source of truth:
@@ -18,6 +19,8 @@ packaging time knows or what lives elsewhere as its single source of truth:
   real names and ARNs of what this stack creates;
 - per event function: its rule as an EventBridgeRule with a retry policy and a dead-letter queue, and
   an on-failure destination for its asynchronous invocations, so a failing event is never lost;
+- per function: an alarm on its errors; and one alarm on the runs that failed, summed over the
+  pipeline stages of chalicelib/models.py (the `RunsFailed` metric of chalicelib/observability.py);
 - infra/registry_auth.json, every resource of it under the PrivateRegistry condition.
 """
 
@@ -31,6 +34,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,6 +45,8 @@ if str(ROOT) not in sys.path:  # `python infra/package.py` puts infra/, not the 
 
 from chalice.utils import to_cfn_resource_name  # noqa: E402
 
+from chalicelib.models import Stage as PipelineStage  # noqa: E402
+from chalicelib.observability import NAMESPACE  # noqa: E402
 from chalicelib.runs import idempotency_table_definition, table_definition  # noqa: E402
 from registry_auth.build import deployment_zip  # noqa: E402
 
@@ -51,6 +57,10 @@ REGISTRY_AUTH_FRAGMENT = ROOT / "infra" / "registry_auth.json"
 BUILDSPEC = ROOT / "buildspec.yml"
 REGISTRY_AUTH_ZIP = "registry_auth.zip"
 SAM_TEMPLATE = "sam.json"
+APP_ZIP = "deployment.zip"
+DIST = ROOT / "dist"
+# The app's zip must stay small: cold starts and uploads grow with it (issue: at most 5 MiB).
+MAX_APP_ZIP_BYTES = 5 * 1024 * 1024
 
 API_HANDLER = "api_handler"
 API_FUNCTION = "APIHandler"  # Chalice's logical id of the API handler function
@@ -76,6 +86,8 @@ ASYNC_MAX_EVENT_AGE_SECONDS = 6 * 3600
 # EventBridge retries delivering to the function (throttling, a missing permission) for a day.
 RULE_RETRY_ATTEMPTS = 185
 RULE_MAX_EVENT_AGE_SECONDS = 24 * 3600
+RUNS_FAILED_METRIC = "RunsFailed"
+ALARM_PERIOD_SECONDS = 300
 
 
 class PackagingError(Exception):
@@ -106,6 +118,11 @@ def event_id(name: str) -> str:
 def rule_id(name: str) -> str:
     """The logical id SAM gives the EventBridge rule of the function's event."""
     return function_id(name) + event_id(name)
+
+
+def errors_alarm_id(name: str) -> str:
+    """The logical id of the alarm on the function's errors."""
+    return f"{function_id(name)}ErrorsAlarm"
 
 
 # --- inputs -------------------------------------------------------------------------------------------
@@ -306,6 +323,73 @@ def _function(name: str, variables: dict[str, Any]) -> dict[str, Any]:
     return {"Properties": properties}
 
 
+def alarm_actions() -> dict[str, Any]:
+    """Notify AlarmTopicArn when one is given."""
+    return {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+
+
+def errors_alarm(name: str) -> dict[str, Any]:
+    """An alarm on the function's errors (an unhandled exception or a timeout) in any 5 minutes."""
+    return {
+        "Type": "AWS::CloudWatch::Alarm",
+        "Properties": {
+            "AlarmName": {"Fn::Sub": f"sagedock-${{Stage}}-{name}-errors"},
+            "AlarmDescription": f"sagedock {name} raised: see its log group; a raised event is retried, "
+            "then kept in the failed-events queue.",
+            "Namespace": "AWS/Lambda",
+            "MetricName": "Errors",
+            "Dimensions": [{"Name": "FunctionName", "Value": {"Ref": function_id(name)}}],
+            "Statistic": "Sum",
+            "Period": ALARM_PERIOD_SECONDS,
+            "EvaluationPeriods": 1,
+            "Threshold": 1,
+            "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+            "TreatMissingData": "notBreaching",
+            "AlarmActions": alarm_actions(),
+        },
+    }
+
+
+def runs_failed_alarm() -> dict[str, Any]:
+    """An alarm on runs that ended FAILED: the RunsFailed count, summed over every pipeline stage."""
+    metrics: list[dict[str, Any]] = [
+        {
+            "Id": f"failed_{stage.value}",
+            "ReturnData": False,
+            "MetricStat": {
+                "Metric": {
+                    "Namespace": NAMESPACE,
+                    "MetricName": RUNS_FAILED_METRIC,
+                    "Dimensions": [
+                        {"Name": "service", "Value": "sagedock"},
+                        {"Name": "stage", "Value": stage.value},
+                    ],
+                },
+                "Period": ALARM_PERIOD_SECONDS,
+                "Stat": "Sum",
+            },
+        }
+        for stage in PipelineStage
+    ]
+    ids = ", ".join(metric["Id"] for metric in metrics)
+    metrics.append(
+        {"Id": "failed", "Label": "runs failed", "Expression": f"SUM([{ids}])", "ReturnData": True}
+    )
+    return {
+        "Type": "AWS::CloudWatch::Alarm",
+        "Properties": {
+            "AlarmName": {"Fn::Sub": "sagedock-${Stage}-runs-failed"},
+            "AlarmDescription": "A sagedock run ended FAILED: `sagedock runs --status FAILED` says why.",
+            "Metrics": metrics,
+            "EvaluationPeriods": 1,
+            "Threshold": 1,
+            "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+            "TreatMissingData": "notBreaching",
+            "AlarmActions": alarm_actions(),
+        },
+    }
+
+
 def build_merge_template(stage: str, buildspec: str) -> dict[str, Any]:
     """The template `chalice package --merge-template` deep-merges into its own for `stage`."""
     config = load_json(CONFIG)
@@ -346,6 +430,8 @@ def build_merge_template(stage: str, buildspec: str) -> dict[str, Any]:
             }
         }
         resources[function_id(name)] = _function(name, variables)
+        resources[errors_alarm_id(name)] = errors_alarm(name)
+    resources["RunsFailedAlarm"] = runs_failed_alarm()
 
     rules = [{"Fn::GetAtt": [rule_id(name), "Arn"]} for name in names if name != API_HANDLER]
     statement = resources["FailedEventsQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
@@ -415,25 +501,74 @@ def package(stage: str, outdir: Path, *, buildspec: Path = BUILDSPEC) -> Path:
     (outdir / REGISTRY_AUTH_ZIP).write_bytes(deployment_zip())
     template_path = outdir / SAM_TEMPLATE
     verify(json.loads(template_path.read_text()), stage)
+    check_size(outdir / APP_ZIP)
     return template_path
 
 
+def check_size(app_zip: Path, limit: int = MAX_APP_ZIP_BYTES) -> None:
+    """PackagingError naming the largest parts when the app's zip is over the limit."""
+    if app_zip.stat().st_size > limit:
+        raise PackagingError(
+            f"{app_zip.name} is {mebibytes(app_zip.stat().st_size)}, over the {mebibytes(limit)} limit: "
+            "a new dependency in requirements.txt? Largest parts:\n" + "\n".join(contents(app_zip)[:5])
+        )
+
+
+# --- what was written ---------------------------------------------------------------------------------
+def mebibytes(size: int) -> str:
+    """A byte count for people."""
+    return f"{size / 1024 / 1024:.2f} MiB" if size >= 1024 * 1024 else f"{size / 1024:.1f} KiB"
+
+
+def contents(archive: Path) -> list[str]:
+    """The zip's top-level entries (packages, modules), largest first, with compressed and full sizes."""
+    compressed: dict[str, int] = {}
+    uncompressed: dict[str, int] = {}
+    with zipfile.ZipFile(archive) as zipped:
+        for info in zipped.infolist():
+            top = info.filename.split("/", 1)[0]
+            if top.endswith(".dist-info"):
+                top = "*.dist-info"
+            compressed[top] = compressed.get(top, 0) + info.compress_size
+            uncompressed[top] = uncompressed.get(top, 0) + info.file_size
+    return [
+        f"{name:<28} {mebibytes(compressed[name]):>10} ({mebibytes(uncompressed[name])} unpacked)"
+        for name in sorted(compressed, key=compressed.__getitem__, reverse=True)
+    ]
+
+
+def summary(outdir: Path) -> list[str]:
+    """Each file written, with its size; the app zip's contents below it."""
+    lines = []
+    for path in sorted(outdir.iterdir()):
+        if path.is_file():
+            shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+            lines.append(f"{shown}  {mebibytes(path.stat().st_size)}")
+    lines.append(f"{APP_ZIP} holds:")
+    lines.extend(f"  {line}" for line in contents(outdir / APP_ZIP))
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
-    """CLI: python infra/package.py STAGE OUTDIR [--buildspec PATH]."""
+    """CLI: python infra/package.py STAGE [OUTDIR] [--buildspec PATH]."""
     parser = argparse.ArgumentParser(
         prog="python infra/package.py",
-        description="Package sagedock (the Chalice app merged with infra/) for `aws cloudformation deploy`.",
+        description="Package sagedock (the Chalice app merged with infra/) for `make deploy`, offline.",
     )
     parser.add_argument("stage", help="a stage of .chalice/config.json (dev, prod)")
-    parser.add_argument("outdir", type=Path, help="where sam.json, deployment.zip and registry_auth.zip go")
+    parser.add_argument(
+        "outdir", type=Path, nargs="?", help="where sam.json and the zips go (default: dist/STAGE)"
+    )
     parser.add_argument("--buildspec", type=Path, default=BUILDSPEC, help="the buildspec to embed")
     args = parser.parse_args(argv)
+    outdir = (args.outdir or DIST / args.stage).resolve()
     try:
-        template = package(args.stage, args.outdir.resolve(), buildspec=args.buildspec.resolve())
+        template = package(args.stage, outdir, buildspec=args.buildspec.resolve())
     except PackagingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"packaged stage {args.stage}: {template}")
+    print("\n".join(summary(outdir)))
     return 0
 
 

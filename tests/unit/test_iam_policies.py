@@ -62,6 +62,7 @@ CALL_SITES: dict[str, list[tuple[str, str]]] = {
     "create_upload.generate_presigned_post": [("s3:PutObject", "bundles")],
     "Ecr.create_repository": [("ecr:CreateRepository", "repositories"), ("ecr:TagResource", "repositories")],
     "Ecr.describe_repositories": [("ecr:DescribeRepositories", "repositories")],
+    "Ecr.put_lifecycle_policy": [("ecr:PutLifecyclePolicy", "repositories")],
     "CodeBuild.start_build": [("codebuild:StartBuild", "build project")],
     "SageMaker.create_training_job": [
         ("sagemaker:CreateTrainingJob", "training jobs"),
@@ -105,7 +106,12 @@ CALL_SITES[ONCE] = [
 
 # Which call sites each handler reaches (pipeline.py transitions -> adapters; api.py routes).
 RUNS = {"RunStore.get_item", "RunStore.put_item"}  # find/get/create/save/update, endpoint owners
-BUILD = {"Ecr.create_repository", "Ecr.describe_repositories", "CodeBuild.start_build"}  # _start_build
+BUILD = {  # _start_build
+    "Ecr.create_repository",
+    "Ecr.describe_repositories",
+    "Ecr.put_lifecycle_policy",
+    "CodeBuild.start_build",
+}
 TRAIN = {"SageMaker.create_training_job"}  # _start_training
 DEPLOY = {  # _deploy: artifact, model, endpoint config, create or update the endpoint
     "SageMaker.describe_training_job",
@@ -144,16 +150,11 @@ def infrastructure_grants(handler: str) -> set[tuple[str, str]]:
     return grants
 
 
-# Actions that may have Resource "*", each because AWS offers no narrower resource for it.
+# Actions that may have Resource "*", each because AWS offers no narrower resource for it (checked in).
 STAR_RESOURCE_ALLOWED = {
-    "sagemaker:ListEndpoints": "a List action: no resource-level permissions",
-    "ecr:GetAuthorizationToken": "the registry login token is account-wide: no resource-level permissions",
-    "cloudwatch:PutMetricData": "no resource-level permissions (narrowed by a namespace condition)",
-    "ec2:DescribeNetworkInterfaces": "ec2 Describe actions: no resource-level permissions",
-    "ec2:DescribeVpcs": "ec2 Describe actions: no resource-level permissions",
-    "ec2:DescribeDhcpOptions": "ec2 Describe actions: no resource-level permissions",
-    "ec2:DescribeSubnets": "ec2 Describe actions: no resource-level permissions",
-    "ec2:DescribeSecurityGroups": "ec2 Describe actions: no resource-level permissions",
+    action: why
+    for action, why in json.loads((ROOT / "infra" / "iam_wildcards.json").read_text()).items()
+    if not action.startswith("_")
 }
 
 
