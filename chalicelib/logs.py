@@ -71,25 +71,28 @@ def where(run: Run, stage: Stage, codebuild_project: str) -> Where | None:
     return None
 
 
-def encode_token(group: str, stream: str, forward: str) -> str:
-    """An opaque token: the stream read and CloudWatch's forward token after the last event returned."""
-    raw = json.dumps({"g": group, "s": stream, "f": forward}, separators=(",", ":")).encode()
+def encode_token(stage: Stage, group: str, stream: str, forward: str) -> str:
+    """An opaque token: the stage and stream read, and CloudWatch's forward token after the last event."""
+    raw = json.dumps(
+        {"t": stage.value, "g": group, "s": stream, "f": forward}, separators=(",", ":")
+    ).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_token(token: str) -> tuple[str, str, str]:
-    """(group, stream, forward token); BadRequest when the token is not one this API returned."""
+def decode_token(token: str) -> tuple[Stage, str, str, str]:
+    """(stage, group, stream, forward token); BadRequest when the token is not one this API returned."""
     try:
         value = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
     except (binascii.Error, ValueError) as exc:
         raise BadRequest("next_token is not a token this API returned", code="InvalidToken") from exc
     if not (
         isinstance(value, dict)
-        and set(value) == {"g", "s", "f"}
+        and set(value) == {"t", "g", "s", "f"}
         and all(isinstance(v, str) and v for v in value.values())
+        and value["t"] in {stage.value for stage in Stage}
     ):
         raise BadRequest("next_token is not a token this API returned", code="InvalidToken")
-    return value["g"], value["s"], value["f"]
+    return Stage(value["t"]), value["g"], value["s"], value["f"]
 
 
 def iso(timestamp_ms: int) -> str:
@@ -161,16 +164,22 @@ def run_logs(
     codebuild_project: str,
     logs: CloudWatchLogs,
 ) -> dict[str, Any]:
-    """GET /runs/{run_id}/logs: the tail of a stage's stream, or only what came after `next_token`."""
-    chosen = stage or default_stage(run)
+    """GET /runs/{run_id}/logs: the tail of a stage's stream, or only what came after `next_token`.
+
+    A token keeps its stage: following a build's log goes on reading it after the run has moved on.
+    """
+    token = decode_token(next_token) if next_token else None
+    if token is not None and stage is not None and stage != token[0]:
+        raise BadRequest(f"next_token is a token of the {token[0]} stage, not {stage}", code="InvalidToken")
+    chosen = token[0] if token is not None else stage or default_stage(run)
     answer: dict[str, Any] = {"run_id": run.run_id, "stage": chosen.value, "source": None, "events": []}
     answer["next_token"] = None
     place = where(run, chosen, codebuild_project)
     forward: str | None = None
-    if next_token:
-        group, stream, forward = decode_token(next_token)
+    if token is not None:
+        _stage, group, stream, forward = token
         if place is None or group != place.group or not place.holds(stream):
-            raise BadRequest("next_token belongs to another run or stage", code="InvalidToken")
+            raise BadRequest("next_token belongs to another run", code="InvalidToken")
     elif place is not None:
         group = place.group
         found = place.stream or logs.latest_stream(place.group, place.prefix)
@@ -183,6 +192,6 @@ def run_logs(
     answer |= {
         "source": {"log_group": group, "log_stream": stream},
         "events": events,
-        "next_token": encode_token(group, stream, following) if following else None,
+        "next_token": encode_token(chosen, group, stream, following) if following else None,
     }
     return answer

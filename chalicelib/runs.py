@@ -223,17 +223,22 @@ class RunStore:
             page = dict(query, Limit=limit - len(runs))
             if start:
                 page["ExclusiveStartKey"] = start
-            try:
-                response = self._client.query(**page)
-            except ClientError as exc:
-                if error_code(exc) == "ValidationException" and start:
-                    raise BadRequest("next_token does not belong to this query", code="InvalidToken") from exc
-                raise translate(exc, "listing runs") from exc
+            response = self._query(page, "listing runs")
             runs.extend(_run(item) for item in response.get("Items", []))
             start = response.get("LastEvaluatedKey")
             if not start or len(runs) >= limit:
                 break
         return runs, encode_token(start) if start else None
+
+    def _query(self, query: dict[str, Any], doing: str) -> dict[str, Any]:
+        """One page of an index; DynamoDB refusing a start key means a token of another listing."""
+        try:
+            response: dict[str, Any] = self._client.query(**query)  # type: ignore[assignment]
+        except ClientError as exc:
+            if error_code(exc) == "ValidationException" and "ExclusiveStartKey" in query:
+                raise BadRequest("next_token does not belong to this query", code="InvalidToken") from exc
+            raise translate(exc, doing) from exc
+        return response
 
     def set_endpoint_owner(self, endpoint_name: str, run_id: str) -> None:
         """Record which run last changed an endpoint (endpoint events are matched through this)."""
@@ -312,12 +317,7 @@ class RunStore:
             start = decode_token(next_token)
             _check_start_key(start, None, PROJECT_KIND)
             query["ExclusiveStartKey"] = start
-        try:
-            response = self._client.query(**query)
-        except ClientError as exc:
-            if error_code(exc) == "ValidationException" and next_token:
-                raise BadRequest("next_token does not belong to this query", code="InvalidToken") from exc
-            raise translate(exc, "listing projects") from exc
+        response = self._query(query, "listing projects")
         projects = [
             {
                 "project": item["project_name"]["S"],

@@ -3,6 +3,7 @@ the tail, following with next_token, and the errors of a bad request."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import re
 import time
@@ -104,6 +105,27 @@ def test_next_token_returns_only_newer_events(cloud: Cloud, logs: Any) -> None:
     after = run_logs(cloud, run_id, f"next_token={idle['next_token']}")
     assert messages(after) == ["c", "d"]
     assert messages(run_logs(cloud, run_id, f"next_token={after['next_token']}")) == []
+
+
+def test_following_goes_on_reading_the_stage_of_the_token_after_the_run_moved_on(
+    cloud: Cloud, logs: Any
+) -> None:
+    # Given a client following a building run's log
+    run_id, stream = building(cloud)
+    write(logs, "/aws/codebuild/sagedock-build", stream, ["building"])
+    token = run_logs(cloud, run_id)["next_token"]
+
+    # When the build's last lines arrive after the run moved on to training
+    cloud.send("image_pushed", image_action("sagedock/iris", DIGEST, run_id))
+    assert cloud.run(run_id)["status"] == "TRAINING"
+    write(logs, "/aws/codebuild/sagedock-build", stream, ["pushed"], offset=1)
+
+    # Then the token still reads the build's stream, and says so
+    after = run_logs(cloud, run_id, f"next_token={token}")
+    assert after["stage"] == "build"
+    assert messages(after) == ["pushed"]
+    # While without a token the run's current stage is shown
+    assert run_logs(cloud, run_id)["stage"] == "train"
 
 
 def test_a_build_that_has_not_logged_yet_is_empty(cloud: Cloud) -> None:
@@ -228,7 +250,8 @@ def test_a_token_of_another_run_or_a_garbage_token_is_a_400(cloud: Cloud, logs: 
     token = run_logs(cloud, run_id)["next_token"]
     other = upload(cloud, "bundles/iris/v2.zip")
 
-    for bad in (token, "garbage", "e30", "eyJnIjoiYSIsInMiOiJiIiwiZiI6ImMifQ"):
+    forged = base64.urlsafe_b64encode(b'{"t":"build","g":"a","s":"b","f":"c"}').decode()
+    for bad in (token, "garbage", "e30", "eyJnIjoiYSIsInMiOiJiIiwiZiI6ImMifQ", forged):
         status, body = get(cloud, f"/runs/{other}/logs?next_token={bad}")
         assert_bad_request(status, body)
         assert body["code"] == "InvalidToken"
