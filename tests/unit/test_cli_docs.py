@@ -69,13 +69,23 @@ def target_options() -> set[str]:
 
 def test_every_command_has_a_section_and_every_section_a_command() -> None:
     in_doc = {m.group(1) for h in sections() if (m := re.fullmatch(r"`sagedock (.+)`", h))}
-    assert in_doc == set(commands(build_parser()))
+    in_parser = set(commands(build_parser()))
+    assert not in_parser - in_doc, (
+        f"add a section headed `sagedock COMMAND` to docs/cli.md for {in_parser - in_doc}"
+    )
+    assert not in_doc - in_parser, f"docs/cli.md documents commands that do not exist: {in_doc - in_parser}"
 
 
 @pytest.mark.parametrize("command", sorted(commands(build_parser())))
 def test_a_commands_section_lists_exactly_its_options(command: str) -> None:
     body = sections()[f"`sagedock {command}`"]
-    assert documented(body) == arguments(commands(build_parser())[command])
+    in_doc, in_parser = documented(body), arguments(commands(build_parser())[command])
+    assert not in_parser - in_doc, (
+        f"document {sorted(in_parser - in_doc)} in docs/cli.md's `sagedock {command}`"
+    )
+    assert not in_doc - in_parser, (
+        f"docs/cli.md's `sagedock {command}` names {sorted(in_doc - in_parser)}: gone?"
+    )
 
 
 def test_the_target_options_section_lists_exactly_the_target_options() -> None:
