@@ -92,25 +92,3 @@ def test_api_md_names_every_error_status_the_document_uses() -> None:
     for status in statuses | {"405"}:
         assert re.search(rf"\b{status}\b", text), f"docs/api.md does not explain status {status}"
 
-
-def test_api_gateways_own_errors_are_json_with_code_and_message_too() -> None:
-    from infra import package
-
-    resources = package.build_merge_template("dev", "version: 0.2\nphases: {}\n")["Resources"]
-    responses = {
-        r["Properties"]["ResponseType"]: r["Properties"]
-        for r in resources.values()
-        if r.get("Type") == "AWS::ApiGateway::GatewayResponse"
-    }
-    assert set(responses) == {"DEFAULT_4XX", "DEFAULT_5XX"}
-    for properties in responses.values():
-        assert properties["RestApiId"] == {"Ref": "RestAPI"}
-        # What API Gateway renders: its error type and its (already JSON-quoted) message
-        template = properties["ResponseTemplates"]["application/json"]
-        rendered = template.replace("$context.error.responseType", "MISSING_AUTHENTICATION_TOKEN").replace(
-            "$context.error.messageString", json.dumps("Missing Authentication Token")
-        )
-        assert json.loads(rendered) == {
-            "code": "MISSING_AUTHENTICATION_TOKEN",
-            "message": "Missing Authentication Token",
-        }
