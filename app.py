@@ -6,9 +6,10 @@ Each handler parses its event into a typed model and hands it to one transition 
 from __future__ import annotations
 
 import os
+from functools import partial
 from typing import Any
 
-from chalice.app import Chalice, CloudWatchEvent
+from chalice.app import Chalice, CloudWatchEvent, Rate
 
 from chalicelib import pipeline
 from chalicelib.api import BINARY_CONTENT_TYPES, api
@@ -20,10 +21,13 @@ from chalicelib.events import (
     ObjectCreated,
     TrainingJobStateChange,
 )
+from chalicelib.retrain_api import retrain_api
+from chalicelib.services import get_services
 
 app = Chalice(app_name="sagedock")
 app.api.binary_types.extend(BINARY_CONTENT_TYPES)
 app.register_blueprint(api)
+app.register_blueprint(retrain_api)
 
 if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
     # In Lambda a missing or malformed setting fails the cold start, naming the variable.
@@ -95,3 +99,23 @@ def training_state_changed(event: CloudWatchEvent) -> dict[str, Any]:
 )
 def endpoint_state_changed(event: CloudWatchEvent) -> dict[str, Any]:
     return handle(event, EndpointStateChange, pipeline.endpoint_state_changed)
+
+
+# 6. Someone's automation asks for a retrain: a new run on the latest successful image, straight to training.
+@app.on_cw_event(
+    {"source": ["sagedock.requests"], "detail-type": ["Retrain Request"]},
+    name="retrain_requested",
+)
+def retrain_requested(event: CloudWatchEvent) -> dict[str, Any]:
+    from chalicelib import retrain
+
+    return handle(event, retrain.RetrainRequest, partial(retrain.requested, request_id=event.event_id))
+
+
+# 7. The sweeper: publish the run events their writer could not (PutEvents failed, the Lambda died).
+@app.schedule(Rate(5, unit=Rate.MINUTES), name="publish_pending")
+def publish_pending(event: CloudWatchEvent) -> dict[str, Any]:
+    from chalicelib.outbox import publish_pending
+
+    svc = get_services()
+    return publish_pending(svc.runs, svc.outbox)

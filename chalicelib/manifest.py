@@ -276,6 +276,14 @@ def parse_manifest(text: str | bytes | None, *, project: str) -> Manifest:
         raise ManifestInvalid(f"invalid {MANIFEST_NAME}: " + "; ".join(_problems(exc))) from exc
 
 
+def validate_manifest(data: dict[str, Any]) -> Manifest:
+    """Validate a manifest as a run stores it (JSON, defaults filled); ManifestInvalid as parse_manifest."""
+    try:
+        return Manifest.model_validate(data)
+    except ValidationError as exc:
+        raise ManifestInvalid("; ".join(_problems(exc))) from exc
+
+
 def _fill_project_defaults(data: dict[str, Any], project: str) -> None:
     train = data.setdefault("train", {})
     if isinstance(train, dict):

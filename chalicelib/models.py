@@ -105,8 +105,21 @@ class RunError(_Model):
     message: str
 
 
+class PendingEvent(_Model):
+    """A `Run State Change` written with its transition and not yet known to be published (the outbox).
+
+    `claim` names the writer that may publish it until `claimed_until`; after that anyone may take it over.
+    """
+
+    sequence: int = Field(ge=1)
+    time: str
+    detail: dict[str, Any]
+    claim: str
+    claimed_until: str
+
+
 class Run(_Model):
-    """A run of the pipeline for one bundle object."""
+    """A run of the pipeline for one bundle object (or a retrain of an earlier run's image)."""
 
     run_id: str
     project: str
@@ -125,8 +138,11 @@ class Run(_Model):
     error: RunError | None = None
     attempt: int = Field(default=1, ge=1)
     manifest: dict[str, Any] | None = None
+    retrained_from: str | None = None
+    events_recorded: int = Field(default=0, ge=0)
+    outbox: tuple[PendingEvent, ...] = ()
     version: int = Field(default=0, ge=0)
 
     def public(self) -> dict[str, Any]:
-        """The JSON form of the API (the manifest and the lock version are internal)."""
-        return self.model_dump(mode="json", exclude={"version"})
+        """The JSON form of the API (the lock version and the event outbox are internal)."""
+        return self.model_dump(mode="json", exclude={"version", "events_recorded", "outbox"})

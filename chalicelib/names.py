@@ -61,6 +61,11 @@ def run_id_for(project: str, bucket: str, key: str, version: str) -> str:
     return f"{safe_project}-{digest}"
 
 
+def retrain_run_id(project: str, request_id: str) -> str:
+    """The run a retrain request starts: stable for one request (its event id), so a redelivery finds it."""
+    return run_id_for(project, "sagedock.requests", "Retrain Request", request_id)
+
+
 def is_run_id(value: str) -> bool:
     """Whether a string has the shape of a run id (cheap check before a table lookup)."""
     return bool(RUN_ID_PATTERN.fullmatch(value))

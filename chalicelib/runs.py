@@ -7,7 +7,7 @@ import binascii
 import builtins
 import json
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from botocore.exceptions import ClientError
 
@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 PARTITION_KEY = "run_id"
 BY_PROJECT_INDEX = "by_project"  # project (S) + created_at (S)
 BY_CREATED_INDEX = "by_created"  # kind (S) + created_at (S): every run, newest first
+# pending (S) + created_at (S): sparse, only the runs with unpublished events (a few at most, so one key)
+BY_PENDING_INDEX = "by_pending"
 RUN_KIND = "run"
 ENDPOINT_PREFIX = "endpoint#"
 # One summary item per project (kind "project" in by_created, sorted by its latest run's created_at) and
@@ -44,6 +46,7 @@ def table_definition(name: str) -> dict[str, Any]:
             {"AttributeName": "project", "AttributeType": "S"},
             {"AttributeName": "kind", "AttributeType": "S"},
             {"AttributeName": "created_at", "AttributeType": "S"},
+            {"AttributeName": "pending", "AttributeType": "S"},
         ],
         "KeySchema": [{"AttributeName": PARTITION_KEY, "KeyType": "HASH"}],
         "GlobalSecondaryIndexes": [
@@ -53,9 +56,13 @@ def table_definition(name: str) -> dict[str, Any]:
                     {"AttributeName": hash_key, "KeyType": "HASH"},
                     {"AttributeName": "created_at", "KeyType": "RANGE"},
                 ],
-                "Projection": {"ProjectionType": "ALL"},
+                "Projection": {"ProjectionType": projection},
             }
-            for index, hash_key in ((BY_PROJECT_INDEX, "project"), (BY_CREATED_INDEX, "kind"))
+            for index, hash_key, projection in (
+                (BY_PROJECT_INDEX, "project", "ALL"),
+                (BY_CREATED_INDEX, "kind", "ALL"),
+                (BY_PENDING_INDEX, "pending", "KEYS_ONLY"),  # the sweeper reads the run itself
+            )
         ],
     }
 
@@ -71,7 +78,7 @@ def idempotency_table_definition(name: str) -> dict[str, Any]:
 
 
 def _item(run: Run) -> dict[str, Any]:
-    return {
+    item = {
         "run_id": {"S": run.run_id},
         "kind": {"S": RUN_KIND},
         "project": {"S": run.project},
@@ -81,6 +88,9 @@ def _item(run: Run) -> dict[str, Any]:
         "version": {"N": str(run.version)},
         "record": {"S": run.model_dump_json(exclude={"version"})},
     }
+    if run.outbox:  # only runs with unpublished events are in the sparse index the sweeper reads
+        item["pending"] = {"S": RUN_KIND}
+    return item
 
 
 def _run(item: dict[str, Any]) -> Run:
@@ -120,15 +130,30 @@ def _check_start_key(key: dict[str, Any], project: str | None, kind: str = RUN_K
         raise BadRequest("next_token does not belong to this query", code="InvalidToken")
 
 
-class RunStore:
-    """Runs in DynamoDB; every write is conditional, so concurrent and replayed events cannot clobber."""
+class EventOutbox(Protocol):
+    """What the store asks of chalicelib.outbox.Outbox: stage a transition's event, publish it after."""
 
-    def __init__(self, client: DynamoDBClient, table: str) -> None:
+    def stage(self, previous: Run | None, new: Run) -> tuple[Run, str]: ...
+    def flush(self, store: RunStore, run: Run, claim: str) -> int: ...
+    def recover(self, store: RunStore, run: Run) -> int: ...
+
+
+class RunStore:
+    """Runs in DynamoDB; every write is conditional, so concurrent and replayed events cannot clobber.
+
+    With an outbox, each transition's event is written in the transition's own write and published after it.
+    """
+
+    def __init__(self, client: DynamoDBClient, table: str, outbox: EventOutbox | None = None) -> None:
         self._client = client
         self._table = table
+        self._outbox = outbox
 
     def create(self, run: Run) -> tuple[Run, bool]:
         """Insert a new run; if it exists already (a duplicate event), return the stored one and False."""
+        claim = ""
+        if self._outbox is not None:
+            run, claim = self._outbox.stage(None, run)
         try:
             self._client.put_item(
                 TableName=self._table,
@@ -140,6 +165,8 @@ class RunStore:
                 return self.get(run.run_id), False
             raise translate(exc, "recording the run") from exc
         self._summarise(run)
+        if self._outbox is not None:
+            self._outbox.flush(self, run, claim)
         return run, True
 
     def get(self, run_id: str) -> Run:
@@ -186,11 +213,22 @@ class RunStore:
         """
         for _ in range(MAX_UPDATE_ATTEMPTS):
             current = self.get(run_id)
-            new = change(current)
             try:
-                return self.save(new, expected_version=current.version)
+                new = change(current)
+            except StaleEvent:
+                if self._outbox is not None:  # a later event of the run: publish what a failed writer left
+                    self._outbox.recover(self, current)
+                raise
+            claim = ""
+            if self._outbox is not None:
+                new, claim = self._outbox.stage(current, new)
+            try:
+                stored = self.save(new, expected_version=current.version)
             except ConcurrentUpdate:
                 continue
+            if self._outbox is not None:
+                self._outbox.flush(self, stored, claim)
+            return stored
         raise StaleEvent(f"run {run_id} kept changing; gave up after {MAX_UPDATE_ATTEMPTS} attempts")
 
     def list(
@@ -239,6 +277,20 @@ class RunStore:
                 raise BadRequest("next_token does not belong to this query", code="InvalidToken") from exc
             raise translate(exc, doing) from exc
         return response
+
+    def with_pending_events(self, limit: int = 100) -> tuple[str, ...]:
+        """The ids of runs whose outbox holds events not yet published (oldest first)."""
+        try:
+            response = self._client.query(
+                TableName=self._table,
+                IndexName=BY_PENDING_INDEX,
+                KeyConditionExpression="pending = :k",
+                ExpressionAttributeValues={":k": {"S": RUN_KIND}},
+                Limit=limit,
+            )
+        except ClientError as exc:
+            raise translate(exc, "listing runs with unpublished events") from exc
+        return tuple(item["run_id"]["S"] for item in response.get("Items", []))
 
     def set_endpoint_owner(self, endpoint_name: str, run_id: str) -> None:
         """Record which run last changed an endpoint (endpoint events are matched through this)."""

@@ -67,7 +67,16 @@ class Services:
     clients it needs; tests and the local cloud pass their own as keyword arguments instead."""
 
     def __init__(self, settings: Settings, *, clock: Callable[[], str] = utcnow, **adapters: Any) -> None:
-        unknown = set(adapters) - {"dynamodb", "runs", "s3", "codebuild", "ecr", "sagemaker", "once"}
+        unknown = set(adapters) - {
+            "dynamodb",
+            "runs",
+            "s3",
+            "codebuild",
+            "ecr",
+            "sagemaker",
+            "once",
+            "events",
+        }
         if unknown:
             raise TypeError(f"unknown services: {sorted(unknown)}")
         self.settings = settings
@@ -82,8 +91,22 @@ class Services:
 
     @cached_property
     def runs(self) -> RunStore:
-        """The runs table."""
-        return RunStore(self.dynamodb, self.settings.runs_table)
+        """The runs table; each transition's `Run State Change` goes out through its outbox."""
+        return RunStore(self.dynamodb, self.settings.runs_table, outbox=self.outbox)
+
+    @cached_property
+    def outbox(self) -> Any:
+        """Publishes run events after the write that records them (chalicelib/outbox.py)."""
+        from chalicelib.outbox import Outbox
+
+        return Outbox(lambda: self.events, lambda: self.clock())
+
+    @cached_property
+    def events(self) -> Any:
+        """The EventBridge bus run events go to."""
+        from chalicelib.eventbus import EventBus
+
+        return EventBus(client("events"), self.settings.event_bus)
 
     @cached_property
     def s3(self) -> Any:

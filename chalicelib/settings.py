@@ -41,6 +41,9 @@ class Settings(BaseModel):
         pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$", validation_alias="SAGEDOCK_SAGEMAKER_ROLE_ARN"
     )
 
+    # The EventBridge bus every `Run State Change` goes to (a name or an ARN).
+    event_bus: str = Field(default="default", min_length=1, validation_alias="SAGEDOCK_EVENT_BUS")
+
     # Private registry mode: the registry host, and then the function, network and secret below too.
     private_registry: str | None = Field(default=None, validation_alias="SAGEDOCK_PRIVATE_REGISTRY")
     registry_auth_function_arn: str | None = Field(

@@ -88,6 +88,8 @@ RULE_RETRY_ATTEMPTS = 185
 RULE_MAX_EVENT_AGE_SECONDS = 24 * 3600
 RUNS_FAILED_METRIC = "RunsFailed"
 ALARM_PERIOD_SECONDS = 300
+# Handlers on a schedule (`@app.schedule`): SAM calls their rule's event `Schedule`, not `EventBridgeRule`.
+SCHEDULED_HANDLERS = frozenset({"publish_pending"})
 
 
 class PackagingError(Exception):
@@ -310,7 +312,7 @@ def _function(name: str, variables: dict[str, Any]) -> dict[str, Any]:
         }
         properties["Events"] = {
             event_id(name): {
-                "Type": "EventBridgeRule",
+                "Type": "Schedule" if name in SCHEDULED_HANDLERS else "EventBridgeRule",
                 "Properties": {
                     "DeadLetterConfig": {"Arn": queue},
                     "RetryPolicy": {
@@ -470,7 +472,7 @@ def verify(sam: dict[str, Any], stage: str) -> None:
             raise PackagingError(f"{name} does not use its own role {role_id(name)}: {function.get('Role')}")
         if name != API_HANDLER:
             event = function.get("Events", {}).get(event_id(name), {})
-            if "Pattern" not in event.get("Properties", {}):
+            if not {"Pattern", "Schedule"} & set(event.get("Properties", {})):
                 raise PackagingError(
                     f"{name} has no event {event_id(name)} with a pattern: Chalice renamed it"
                 )

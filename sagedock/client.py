@@ -162,6 +162,11 @@ class ApiClient:
         body = json.dumps({"project": project, "name": name}).encode()
         return self._json("POST", "/uploads", body=body)
 
+    def retrain(self, project: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
+        """POST /projects/{project}/retrain: a new run on the project's latest successful image."""
+        body = json.dumps(dict(overrides)).encode()
+        return self._json("POST", f"/projects/{urllib.parse.quote(project, safe='')}/retrain", body=body)
+
     def invoke(
         self, endpoint: str, body: bytes, *, content_type: str = "text/csv", accept: str | None = None
     ) -> tuple[str, bytes]:

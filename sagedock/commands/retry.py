@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from sagedock.client import ApiClient, add_target_arguments, target_from_args
-from sagedock.commands.submit import follow_to_end
+from sagedock.commands.submit import follow_to_the_end
 from sagedock.output import add_follow_arguments, add_output_argument, print_json
 
 
@@ -32,4 +32,4 @@ def run(args: argparse.Namespace) -> int:
         print(f"run {record.get('run_id', args.run_id)} restarted: {record.get('status')}{attempt}")
     if not args.follow:
         return 0
-    return follow_to_end(client, args.run_id, timeout=args.timeout)
+    return follow_to_the_end(client, args.run_id, timeout=args.timeout)

@@ -84,10 +84,10 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(str(exc), EXIT_USAGE) from exc
     if not args.follow:
         return 0
-    return follow_to_end(ApiClient(target), submission.run_id, timeout=args.timeout)
+    return follow_to_the_end(ApiClient(target), submission.run_id, timeout=args.timeout)
 
 
-def follow_to_end(client: ApiClient, run_id: str, *, timeout: float) -> int:
+def follow_to_the_end(client: ApiClient, run_id: str, *, timeout: float) -> int:
     """Follow the run (live on a terminal, line by line otherwise); 0 if it SUCCEEDED, 1 if it FAILED."""
     from sagedock.follow import follow_view, watch
 

@@ -150,6 +150,9 @@ class LocalCloud:
             "SAGEDOCK_SOURCE_BUCKET": self.resources.source_bucket,
             "SAGEDOCK_DATA_BUCKET": self.resources.data_bucket,
             "SAGEDOCK_ARTIFACT_BUCKET": self.resources.artifact_bucket,
+            "SAGEDOCK_EVENTS_QUEUE_URL": boto3.client("sqs").get_queue_url(
+                QueueName=self.resources.events_queue
+            )["QueueUrl"],
             "SAGEDOCK_LOCAL_STATE": str(self.state),
             "SAGEDOCK_LOCAL_PID": str(os.getpid()),
             READY_KEY: "1",

@@ -57,6 +57,11 @@ class Resources:
         return f"{self.prefix}-image-build"
 
     @property
+    def events_queue(self) -> str:
+        """The SQS queue a rule on the default bus fills with sagedock's run events."""
+        return f"{self.prefix}-run-events"
+
+    @property
     def sagemaker_role_arn(self) -> str:
         return f"arn:aws:iam::{self.account}:role/{self.prefix}-sagemaker"
 
@@ -125,6 +130,10 @@ def provision(
         },
         serviceRole=resources.codebuild_role_arn,
     )
+
+    from sagedock.eventqueue import subscribe
+
+    subscribe(client("events"), client("sqs"), queue_name=resources.events_queue)
 
     if sample_data is not None:
         for key, path in sample_objects(sample_data):

@@ -85,13 +85,14 @@ def event_patterns() -> dict[str, dict[str, Any]]:
     import app
 
     sources = [source for source in app.app.event_sources if isinstance(source, CloudWatchEventConfig)]
-    assert len(sources) == len(app.app.event_sources), "the app has events of another kind than EventBridge"
+    others = {source.name for source in app.app.event_sources} - {source.name for source in sources}
+    assert others == package.SCHEDULED_HANDLERS, "the app has events of another kind than EventBridge"
     return {source.name: source.event_pattern for source in sources}
 
 
 def handlers() -> list[str]:
     """Every Lambda of the app."""
-    return [*event_patterns(), package.API_HANDLER]
+    return [*event_patterns(), *sorted(package.SCHEDULED_HANDLERS), package.API_HANDLER]
 
 
 def properties(resources: dict[str, Any], name: str) -> dict[str, Any]:
@@ -113,6 +114,16 @@ def test_each_event_handler_has_one_rule_with_the_apps_exact_pattern(resources: 
     assert "Events" not in properties(resources, package.API_HANDLER)
 
 
+def test_the_event_sweeper_runs_every_five_minutes_and_keeps_its_failures(resources: dict[str, Any]) -> None:
+    (name,) = package.SCHEDULED_HANDLERS
+    function = properties(resources, name)
+    assert list(function["Events"]) == [package.event_id(name)]
+    rule = function["Events"][package.event_id(name)]
+    assert rule["Type"] == "Schedule"
+    assert rule["Properties"]["Schedule"] == "rate(5 minutes)"
+    assert rule["Properties"]["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["FailedEventsQueue", "Arn"]}}
+
+
 def test_no_event_is_lost_when_a_handler_keeps_failing(resources: dict[str, Any]) -> None:
     queue = {"Fn::GetAtt": ["FailedEventsQueue", "Arn"]}
     for name in event_patterns():
@@ -125,9 +136,10 @@ def test_no_event_is_lost_when_a_handler_keeps_failing(resources: dict[str, Any]
         assert invoke["DestinationConfig"]["OnFailure"]["Destination"] == queue
     statement = resources["FailedEventsQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
     assert statement["Principal"] == {"Service": "events.amazonaws.com"}
-    assert statement["Condition"]["ArnEquals"]["aws:SourceArn"] == [
-        {"Fn::GetAtt": [package.rule_id(name), "Arn"]} for name in event_patterns()
-    ]
+    rules = [*event_patterns(), *package.SCHEDULED_HANDLERS]
+    assert sorted(map(json.dumps, statement["Condition"]["ArnEquals"]["aws:SourceArn"])) == sorted(
+        json.dumps({"Fn::GetAtt": [package.rule_id(name), "Arn"]}) for name in rules
+    )
     assert resources["FailedEventsAlarm"]["Properties"]["Threshold"] == 1
 
 
@@ -185,7 +197,7 @@ def test_the_tables_have_exactly_the_schemas_of_chalicelib_runs(resources: dict[
     index_names = {
         index["IndexName"] for index in resources["RunsTable"]["Properties"]["GlobalSecondaryIndexes"]
     }
-    assert index_names == {"by_project", "by_created"}
+    assert index_names == {"by_project", "by_created", "by_pending"}
     assert resources["IdempotencyTable"]["Properties"]["TimeToLiveSpecification"] == {
         "AttributeName": "expiration",
         "Enabled": True,
@@ -304,7 +316,7 @@ def references(value: Any) -> tuple[set[str], set[str]]:
 
 def test_every_reference_in_the_template_resolves(sam: dict[str, Any]) -> None:
     # SAM creates each EventBridge rule as <function><event>; the failed-events queue's policy names them.
-    generated = {package.rule_id(name) for name in event_patterns()}
+    generated = {package.rule_id(name) for name in [*event_patterns(), *package.SCHEDULED_HANDLERS]}
     defined = set(sam["Parameters"]) | set(sam["Resources"]) | generated
     names, conditions = references({key: sam[key] for key in ("Resources", "Outputs", "Rules")})
     undefined = {name for name in names if not PSEUDO.fullmatch(name)} - defined

@@ -41,6 +41,7 @@ RESOURCES = {
     "endpoints": f"{SM}:endpoint/*",
     "sagemaker role": "${SageMakerExecutionRole.Arn}",
     "failed events": "${FailedEventsQueue.Arn}",
+    "event bus": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/default",
     "any": "*",
     "build logs": "${BuildLogs.Arn}",
     "training logs": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:"
@@ -64,6 +65,7 @@ CALL_SITES: dict[str, list[tuple[str, str]]] = {
     "Ecr.describe_repositories": [("ecr:DescribeRepositories", "repositories")],
     "Ecr.put_lifecycle_policy": [("ecr:PutLifecyclePolicy", "repositories")],
     "CodeBuild.start_build": [("codebuild:StartBuild", "build project")],
+    "EventBus.put_events": [("events:PutEvents", "event bus")],
     "SageMaker.create_training_job": [
         ("sagemaker:CreateTrainingJob", "training jobs"),
         ("sagemaker:AddTags", "training jobs"),
@@ -105,7 +107,8 @@ CALL_SITES[ONCE] = [
 ]
 
 # Which call sites each handler reaches (pipeline.py transitions -> adapters; api.py routes).
-RUNS = {"RunStore.get_item", "RunStore.put_item"}  # find/get/create/save/update, endpoint owners
+# find/get/create/save/update, endpoint owners; every write of a transition publishes its event (outbox)
+RUNS = {"RunStore.get_item", "RunStore.put_item", "EventBus.put_events"}
 BUILD = {  # _start_build
     "Ecr.create_repository",
     "Ecr.describe_repositories",
@@ -130,6 +133,10 @@ HANDLER_CALLS: dict[str, set[str]] = {
     "image_pushed": RUNS | {ONCE} | TRAIN,
     "training_state_changed": RUNS | {ONCE} | DEPLOY,
     "endpoint_state_changed": RUNS | {"SageMaker.list_endpoints", "SageMaker.describe_endpoint"},
+    # the latest successful run of the project (a query), then a training job on its image
+    "retrain_requested": RUNS | {"RunStore.query", ONCE} | TRAIN,
+    # the sweeper: the runs with unpublished events (a query on the sparse index), claimed and published
+    "publish_pending": RUNS | {"RunStore.query"},
     # GET/POST routes, and POST /runs/{id}/retry restarts a build, a training job or a deploy.
     "api_handler": RUNS
     | {"RunStore.query", ONCE, "create_upload.generate_presigned_post", "Endpoints.invoke_endpoint"}
@@ -335,6 +342,12 @@ def test_the_policies_are_the_same_in_every_stage(stage: str) -> None:
 def test_functions_write_metrics_as_emf_to_stdout_so_none_may_put_metric_data() -> None:
     for handler in HANDLER_CALLS:
         assert not any(action.startswith("cloudwatch:") for action, _ in grants(policy(handler)))
+
+
+def test_event_permissions_match_the_configured_bus() -> None:
+    for stage in STAGES:
+        bus = package.environment(CONFIG, stage)["SAGEDOCK_EVENT_BUS"]
+        assert RESOURCES["event bus"].endswith(f":event-bus/{bus}")
 
 
 def test_repository_permissions_match_the_configured_ecr_prefix() -> None:

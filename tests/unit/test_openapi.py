@@ -91,4 +91,3 @@ def test_api_md_names_every_error_status_the_document_uses() -> None:
     }
     for status in statuses | {"405"}:
         assert re.search(rf"\b{status}\b", text), f"docs/api.md does not explain status {status}"
-
