@@ -75,3 +75,12 @@ def translate(exc: ClientError | ParamValidationError, doing: str) -> SagedockEr
     if code in TRANSIENT_CODES or status >= 500:
         return TransientError(f"{doing}: {code or status}: {message}", code=code or "Transient")
     return UpstreamError(f"{doing}: {message}", code=code or "UpstreamError")
+
+
+def service_model(service: str) -> Any:
+    """A service's botocore model, through the clients' session (its loader reads each model once).
+
+    boto3 offers the model only on a client (`meta.service_model`), which needs a region; the session's
+    botocore session gives it without one, from the same cached loader the clients use.
+    """
+    return _session()._session.get_service_model(service)

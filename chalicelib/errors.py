@@ -54,6 +54,10 @@ class ManifestInvalid(BundleRejected):
 
     code = "InvalidManifest"
 
+    def __init__(self, message: str, *, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or [message]  # each `dotted.key: what is wrong`, for a list
+
 
 class AlreadyExists(SagedockError):
     """An AWS resource with the deterministic name exists already (a replayed transition)."""

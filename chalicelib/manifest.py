@@ -6,8 +6,9 @@ Every section and key is optional and an absent file means all defaults; unknown
 
 - `deploy.endpoint_name` defaults to the project name;
 - `train.channels` defaults to `{"train": "<project>/train/"}`: one channel, `train`, read from the key
-  prefix `<project>/train/` of the data bucket. Write `channels = {}` under `[train]` for a training job
-  with no input data.
+  prefix `<project>/train/` of the data bucket. Like every channel it must hold at least one object when
+  the run is validated and again when its training job starts (chalicelib/preflight.py: EmptyChannel).
+  Write `channels = {}` under `[train]` for a training job with no input data.
 
 The models build their validators on first use (`defer_build`), so importing this module stays cheap.
 """
@@ -30,7 +31,7 @@ from pydantic import (
     model_validator,
 )
 
-from chalicelib import names
+from chalicelib import limits, names
 from chalicelib.errors import ManifestInvalid
 
 MANIFEST_NAME: Final = "sagedock.toml"
@@ -43,11 +44,12 @@ _BUILD_ARG_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _IP_ADDRESS = re.compile(r"\d+\.\d+\.\d+\.\d+")
 
-# SageMaker's own limits, checked here so that a bad value fails at upload and not after a paid build.
-MAX_CHANNELS: Final = 20
-MAX_HYPERPARAMETERS: Final = 100
-MAX_HYPERPARAMETER_LENGTH: Final = 256
-MAX_RUNTIME_SECONDS: Final = 28 * 24 * 3600
+# SageMaker's own limits (chalicelib/limits.py), checked here so that a bad value fails at upload and not
+# after a paid build.
+MAX_CHANNELS: Final = limits.MAX_CHANNELS
+MAX_HYPERPARAMETERS: Final = limits.MAX_HYPERPARAMETERS
+MAX_HYPERPARAMETER_LENGTH: Final = limits.MAX_HYPERPARAMETER_LENGTH
+MAX_RUNTIME_SECONDS: Final = limits.MAX_RUNTIME_SECONDS
 
 Scalar = str | int | float | bool
 
@@ -98,6 +100,16 @@ def _matching(pattern: re.Pattern[str], what: str, hint: str) -> AfterValidator:
     return AfterValidator(check)
 
 
+def _offered(kind: str) -> AfterValidator:
+    def check(value: str) -> str:
+        problem = limits.unknown_instance_type(value, kind=kind)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    return AfterValidator(check)
+
+
 def _relative_path(value: str) -> str:
     parts = value.split("/")
     if not value or value.startswith("/") or "\\" in value or ".." in parts or ":" in parts[0]:
@@ -139,6 +151,8 @@ ScalarValue = Annotated[Scalar, PlainValidator(_scalar)]
 InstanceType = Annotated[
     str, _matching(_INSTANCE_TYPE, "SageMaker instance type", "use one like 'ml.m5.large'")
 ]
+TrainingInstanceType = Annotated[InstanceType, _offered("training")]
+HostingInstanceType = Annotated[InstanceType, _offered("hosting")]
 EndpointName = Annotated[
     str,
     _matching(
@@ -162,6 +176,20 @@ BuildArgName = Annotated[
 BundlePath = Annotated[str, AfterValidator(_relative_path)]
 
 
+def _hyperparameters_fit_sagemaker(values: dict[str, Scalar]) -> dict[str, Scalar]:
+    # A field validator (not a model one), so that it reports alongside the other fields' problems.
+    for name, value in values.items():
+        if len(name) > MAX_HYPERPARAMETER_LENGTH or len(as_string(value)) > MAX_HYPERPARAMETER_LENGTH:
+            raise ValueError(
+                f"hyperparameter {name[:40]!r}: SageMaker allows at most {MAX_HYPERPARAMETER_LENGTH} "
+                "characters in each name and value; pass large settings as a file in a channel"
+            )
+    return values
+
+
+Hyperparameters = Annotated[dict[Text, ScalarValue], AfterValidator(_hyperparameters_fit_sagemaker)]
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)
 
@@ -181,22 +209,12 @@ class TrainConfig(_Section):
     """[train]: the SageMaker training job. `channels` maps a channel name to a key prefix in the data
     bucket or a full s3:// URI; `parse_manifest` fills its default from the project."""
 
-    instance_type: InstanceType = "ml.m5.large"
+    instance_type: TrainingInstanceType = "ml.m5.large"
     instance_count: int = Field(default=1, gt=0)
     volume_size_gb: int = Field(default=30, gt=0)
     max_runtime_seconds: int = Field(default=3600, gt=0, le=MAX_RUNTIME_SECONDS)
-    hyperparameters: dict[Text, ScalarValue] = Field(default_factory=dict, max_length=MAX_HYPERPARAMETERS)
+    hyperparameters: Hyperparameters = Field(default_factory=dict, max_length=MAX_HYPERPARAMETERS)
     channels: dict[ChannelName, ChannelSource] = Field(max_length=MAX_CHANNELS)
-
-    @model_validator(mode="after")
-    def _hyperparameters_fit_sagemaker(self) -> TrainConfig:
-        for name, value in self.hyperparameters.items():
-            if len(name) > MAX_HYPERPARAMETER_LENGTH or len(as_string(value)) > MAX_HYPERPARAMETER_LENGTH:
-                raise ValueError(
-                    f"hyperparameter {name[:40]!r}: SageMaker allows at most {MAX_HYPERPARAMETER_LENGTH} "
-                    "characters in each name and value; pass large settings as a file in a channel"
-                )
-        return self
 
     def hyperparameters_as_strings(self) -> dict[str, str]:
         """The HyperParameters of CreateTrainingJob: SageMaker takes strings only (booleans as true/false)."""
@@ -211,7 +229,7 @@ class ServerlessConfig(_Section):
     """[deploy.serverless]: a serverless endpoint variant instead of instances."""
 
     memory_size_mb: Literal[1024, 2048, 3072, 4096, 5120, 6144] = 2048
-    max_concurrency: int = Field(default=5, ge=1, le=200)
+    max_concurrency: int = Field(default=5, ge=1, le=limits.MAX_SERVERLESS_CONCURRENCY)
 
 
 class DeployConfig(_Section):
@@ -221,10 +239,17 @@ class DeployConfig(_Section):
 
     enabled: bool = True
     endpoint_name: EndpointName
-    instance_type: InstanceType | None = None
+    instance_type: HostingInstanceType | None = None
     initial_instance_count: int | None = Field(default=None, gt=0)
-    startup_health_timeout_seconds: int = Field(default=600, ge=60, le=3600)
+    startup_health_timeout_seconds: int = Field(
+        default=600,
+        ge=limits.MIN_STARTUP_HEALTH_TIMEOUT_SECONDS,
+        le=limits.MAX_STARTUP_HEALTH_TIMEOUT_SECONDS,
+    )
     serverless: ServerlessConfig | None = None
+    # An endpoint that exists and was deployed by another project (or outside sagedock) is refused unless
+    # the manifest claims it: set true to take it over (chalicelib/preflight.py, docs/manifest.md).
+    claim_endpoint: bool = False
 
     @model_validator(mode="before")
     @classmethod
@@ -273,7 +298,8 @@ def parse_manifest(text: str | bytes | None, *, project: str) -> Manifest:
     try:
         return Manifest.model_validate(data)
     except ValidationError as exc:
-        raise ManifestInvalid(f"invalid {MANIFEST_NAME}: " + "; ".join(_problems(exc))) from exc
+        found = _problems(exc)
+        raise ManifestInvalid(f"invalid {MANIFEST_NAME}: " + "; ".join(found), problems=found) from exc
 
 
 def validate_manifest(data: dict[str, Any]) -> Manifest:

@@ -143,6 +143,9 @@ def _validate(svc: Services, run: Run) -> dict[str, Any]:
         )
     except (NotFound, Conflict, UpstreamError) as exc:
         raise BundleRejected(f"the bundle could not be read: {exc.message}", code="UnreadableBundle") from exc
+    from chalicelib import preflight
+
+    preflight.check_run(svc, run.run_id, run.project, run.attempt, report.manifest)
     manifest: dict[str, Any] = report.manifest.model_dump(mode="json")
     return manifest
 
@@ -318,11 +321,20 @@ def _launch_training(svc: Services, run: Run) -> Outcome:
     job_name = run.training_job_name
     request = specs.training_job_request(run, svc.settings, job_name=job_name, image_uri=run.image.uri)
     created: list[bool] = []
+
+    def create() -> None:
+        from chalicelib import preflight
+
+        # Inside the at-most-once action: data deleted while the image built fails here, not in SageMaker
+        # minutes later; a replay after the job was created checks nothing.
+        preflight.check_channels(svc, request)
+        created.append(svc.sagemaker.create_training_job(request))
+
     try:
-        svc.once(f"train:{job_name}", lambda: created.append(svc.sagemaker.create_training_job(request)))
+        svc.once(f"train:{job_name}", create)
     except StaleEvent as exc:
         return _ignored(str(exc), run_id=run.run_id)
-    except UpstreamError as exc:
+    except (UpstreamError, BundleRejected) as exc:
         return _record_failure(svc, run.run_id, Stage.TRAIN, exc.code, exc.message)
     if not created or created[0] is False:
         return _ignored(f"training job {job_name} already started; run is {run.status}", run_id=run.run_id)

@@ -110,6 +110,18 @@ class SageMaker:
             failure_reason=found.get("FailureReason"),
         )
 
+    def endpoint_tags(self, name: str) -> dict[str, str] | None:
+        """The endpoint's tags, or None when it does not exist."""
+        try:
+            matches = self._client.list_endpoints(NameContains=name, MaxResults=100)["Endpoints"]
+            arn = next((e["EndpointArn"] for e in matches if e["EndpointName"] == name), None)
+            if arn is None:
+                return None
+            tags = self._client.list_tags(ResourceArn=arn, MaxResults=100).get("Tags", [])
+        except ClientError as exc:
+            raise translate(exc, f"reading the tags of endpoint {name}") from exc
+        return {tag["Key"]: tag["Value"] for tag in tags}
+
     def create_or_update_endpoint(self, name: str, config_name: str, tags: list[dict[str, str]]) -> str:
         """Point the endpoint at `config_name`: create it, update it, or nothing if it already is.
 

@@ -223,10 +223,15 @@ def _run_of(client: ApiClient, project: str, key: str, timeout: float = 60) -> s
 
 
 def _s3(target: Target) -> Any:
+    return aws_client(target, "s3")
+
+
+def aws_client(target: Target, service: str) -> Any:
+    """A boto3 client of the target's account: the local cloud's emulator, or the environment's."""
     import boto3
 
     keys = {}
     if target.credentials:
         keys = {"aws_access_key_id": target.credentials[0], "aws_secret_access_key": target.credentials[1]}
     session = boto3.session.Session(**keys)  # type: ignore[arg-type]
-    return session.client("s3", endpoint_url=target.endpoint_url, region_name=target.region)
+    return session.client(service, endpoint_url=target.endpoint_url, region_name=target.region)  # type: ignore[call-overload]

@@ -20,6 +20,12 @@ from sagedock.commands.submit import zip_directory
 pytestmark = pytest.mark.slow
 
 RUN_TIMEOUT = 240.0
+# Validate reads the zip's directory and lists one channel: it ends within seconds, not minutes.
+VALIDATE_TIMEOUT = 30.0
+EMPTY_CHANNEL = {
+    "Dockerfile": "FROM python:3.11-slim\n",
+    "sagedock.toml": '[train.channels]\ntrain = "nobody-uploaded/train/"\n',
+}
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +37,7 @@ def scenarios(local_cloud: LocalCloudProcess) -> dict[str, Any]:
         "no-dockerfile": local_cloud.upload(
             "no-dockerfile", zip_bytes({"train.py": "print('no Dockerfile next to me')\n"}), "v1"
         ),
+        "empty-channel": local_cloud.upload("empty-channel", zip_bytes(EMPTY_CHANNEL), "v1"),
     }
     submitted = local_cloud.cli(
         "submit", str(ROOT / "container"), "--project", "demo", "--follow", timeout=300
@@ -104,6 +111,35 @@ def test_a_bundle_without_a_dockerfile_fails_validation_before_any_build(
     assert "Dockerfile" in run["error"]["message"]
     assert not run.get("build_id")
     assert _builds_of(local_cloud, scenarios["keys"]["no-dockerfile"]) == []
+
+
+def test_an_empty_channel_fails_at_validate_within_seconds_and_nothing_is_built(
+    local_cloud: LocalCloudProcess, scenarios: dict[str, Any]
+) -> None:
+    key = scenarios["keys"]["empty-channel"]
+    run = local_cloud.wait_run(local_cloud.run_for_key("empty-channel", key), VALIDATE_TIMEOUT)
+    assert (run["status"], run["error"]["stage"], run["error"]["code"]) == (
+        "FAILED",
+        "validate",
+        "EmptyChannel",
+    )
+    data_bucket = local_cloud.contract["SAGEDOCK_DATA_BUCKET"]
+    assert f"s3://{data_bucket}/nobody-uploaded/train/" in run["error"]["message"]
+    assert not run.get("build_id")
+    assert _builds_of(local_cloud, key) == []
+
+
+def test_sagedock_check_finds_the_empty_channel_in_the_running_local_cloud(
+    local_cloud: LocalCloudProcess, tmp_path: Any
+) -> None:
+    for name, text in EMPTY_CHANNEL.items():
+        (tmp_path / name).write_text(text)
+    checked = local_cloud.cli("check", str(tmp_path), "--project", "checked")
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert "EmptyChannel train.channels.train:" in checked.stdout
+    clean = local_cloud.cli("check", str(ROOT / "container"), "--project", "demo")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert "not checked" not in clean.stderr
 
 
 def test_the_cli_refuses_a_directory_without_a_dockerfile_before_uploading(

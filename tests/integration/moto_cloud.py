@@ -43,6 +43,16 @@ instance_type = "ml.m5.large"
 startup_health_timeout_seconds = 300
 """
 
+OTHER_DATA_BUCKET = "elsewhere"
+
+
+def channel_data(settings: dict[str, str]) -> list[tuple[str, str]]:
+    """(bucket, key) of one object under each channel of MANIFEST."""
+    return [
+        (settings["SAGEDOCK_DATA_BUCKET"], "iris/train/iris.csv"),
+        (OTHER_DATA_BUCKET, "extra/part-0.csv"),
+    ]
+
 
 def make_bundle(files: dict[str, bytes] | None = None) -> bytes:
     """A zip with a Dockerfile and a manifest, unless `files` says otherwise (None drops a file)."""
@@ -148,6 +158,10 @@ def _provision(settings: dict[str, str]) -> None:
     s3.put_bucket_versioning(
         Bucket=settings["SAGEDOCK_SOURCE_BUCKET"], VersioningConfiguration={"Status": "Enabled"}
     )
+    # The data MANIFEST's channels read: a channel without data fails at validate (chalicelib/preflight.py).
+    s3.create_bucket(Bucket=OTHER_DATA_BUCKET)
+    for bucket, key in channel_data(settings):
+        s3.put_object(Bucket=bucket, Key=key, Body=b"5.1,3.5,1.4,0.2,setosa\n")
     dynamodb = boto3.client("dynamodb", region_name=REGION)
     dynamodb.create_table(**runs_module.table_definition(settings["SAGEDOCK_RUNS_TABLE"]))
     dynamodb.create_table(**runs_module.idempotency_table_definition(settings["SAGEDOCK_IDEMPOTENCY_TABLE"]))

@@ -283,15 +283,16 @@ class TestFailures:
         assert "ping health check" in run["error"]["message"]
 
     def test_training_rejected_by_sagemaker_is_recorded(self, cloud: Cloud) -> None:
-        bundle = make_bundle({"sagedock.toml": b'[train]\ninstance_type = "ml.nonexistent.huge"\n'})
-        run_id = received(cloud, body=bundle)["run_id"]
+        # (an unknown instance type is refused at validate now: what only SageMaker knows is the quota)
+        run_id = received(cloud)["run_id"]
+        quota = "The account-level service limit 'ml.m5.xlarge for training job usage' is 0 Instances"
         cloud.sagemaker.inner.create_training_job = refusing(
-            "ValidationException", "Value 'ml.nonexistent.huge' is not valid", "CreateTrainingJob"
+            "ResourceLimitExceeded", quota, "CreateTrainingJob"
         )
         cloud.send("image_pushed", image_action("sagedock/iris", DIGEST, run_id))
         run = cloud.run(run_id)
         assert run["status"] == "FAILED" and run["error"]["stage"] == "train"
-        assert "ml.nonexistent.huge" in run["error"]["message"]
+        assert run["error"]["code"] == "ResourceLimitExceeded" and quota in run["error"]["message"]
 
     def test_malformed_event_is_dropped_not_raised(self, cloud: Cloud) -> None:
         event = image_action("sagedock/iris", DIGEST, "x")

@@ -31,6 +31,7 @@ RESOURCES = {
     "runs indexes": "${RunsTable.Arn}/index/*",
     "idempotency": "${IdempotencyTable.Arn}",
     "bundles": "arn:${AWS::Partition}:s3:::${SourceBucket}/bundles/*",
+    "data bucket": "arn:${AWS::Partition}:s3:::${DataBucket}",
     "repositories": "arn:${AWS::Partition}:ecr:${AWS::Region}:${AWS::AccountId}:repository/"
     + ECR_PREFIX
     + "/*",
@@ -84,6 +85,9 @@ CALL_SITES: dict[str, list[tuple[str, str]]] = {
     ],
     "SageMaker.describe_endpoint_config": [("sagemaker:DescribeEndpointConfig", "endpoint configs")],
     "SageMaker.list_endpoints": [("sagemaker:ListEndpoints", "any")],
+    "SageMaker.list_tags": [("sagemaker:ListTags", "endpoints")],
+    # ListObjectsV2 is authorised by s3:ListBucket on the bucket; channels in other buckets are not granted.
+    "channel_problems.list_objects_v2": [("s3:ListBucket", "data bucket")],
     "SageMaker.describe_endpoint": [("sagemaker:DescribeEndpoint", "endpoints")],
     "SageMaker.create_endpoint": [
         ("sagemaker:CreateEndpoint", "endpoints"),
@@ -115,7 +119,9 @@ BUILD = {  # _start_build
     "Ecr.put_lifecycle_policy",
     "CodeBuild.start_build",
 }
-TRAIN = {"SageMaker.create_training_job"}  # _start_training
+TRAIN = {"SageMaker.create_training_job", "channel_problems.list_objects_v2"}  # _launch_training, preflight
+# _validate's pre-flight: the channels, and who owns the endpoint (the runs table, then the endpoint's tag)
+PREFLIGHT = {"channel_problems.list_objects_v2", "SageMaker.list_endpoints", "SageMaker.list_tags"}
 DEPLOY = {  # _deploy: artifact, model, endpoint config, create or update the endpoint
     "SageMaker.describe_training_job",
     "SageMaker.create_model",
@@ -128,7 +134,10 @@ DEPLOY = {  # _deploy: artifact, model, endpoint config, create or update the en
     "SageMaker.update_endpoint",
 }
 HANDLER_CALLS: dict[str, set[str]] = {
-    "bundle_uploaded": RUNS | {ONCE, "S3RangeReader.head_object", "S3RangeReader.get_object"} | BUILD,
+    "bundle_uploaded": RUNS
+    | {ONCE, "S3RangeReader.head_object", "S3RangeReader.get_object"}
+    | PREFLIGHT
+    | BUILD,
     "build_state_changed": RUNS | {ONCE} | TRAIN,
     "image_pushed": RUNS | {ONCE} | TRAIN,
     "training_state_changed": RUNS | {ONCE} | DEPLOY,

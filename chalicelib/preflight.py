@@ -1,0 +1,211 @@
+"""Pre-flight: what SageMaker would refuse or fail on, found before a build or a training job is paid for.
+
+The manifest's own limits (instance types, counts, ranges, lengths: chalicelib/limits.py) are checked when
+it is parsed. What depends on the world is checked here, every problem collected so that all are reported
+at once:
+
+- every training channel holds at least one object (one ListObjectsV2, MaxKeys=1, per channel): at
+  validate, before the build, and again inside the at-most-once creation of the training job, since data
+  may be deleted while the image builds (EmptyChannel);
+- the endpoint the run would deploy to is not another project's (EndpointOwned) unless the manifest
+  claims it with `deploy.claim_endpoint = true`;
+- the names derived from the run id fit SageMaker's 63 characters (NameTooLong).
+
+A channel in a bucket other than the data bucket that sagedock may not list is not checked (the
+deployment grants s3:ListBucket on the data bucket only) and is logged; SageMaker still reads it with its
+own role.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from botocore.exceptions import ClientError
+
+from chalicelib import limits, names
+from chalicelib.aws import error_code, translate
+from chalicelib.errors import BundleRejected, UpstreamError
+
+if TYPE_CHECKING:
+    from chalicelib.manifest import Manifest
+    from chalicelib.services import Services
+
+PROJECT_TAG: Final = "sagedock:project"
+_NOT_LISTABLE: Final = frozenset({"AccessDenied", "AllAccessDisabled", "403"})
+_NO_BUCKET: Final = frozenset({"NoSuchBucket", "404"})
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One reason SageMaker would refuse or fail the run: a code, the manifest key, what to do."""
+
+    code: str
+    field: str
+    message: str
+
+    def render(self) -> str:
+        """`key: message`, the way the CLI and the run's error show it."""
+        return f"{self.field}: {self.message}"
+
+
+class PreflightFailed(BundleRejected):
+    """Pre-flight checks failed; the message lists every problem, the code is theirs when they share one."""
+
+    code = "PreflightFailed"
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems = list(problems)
+        codes = {problem.code for problem in self.problems}
+        super().__init__(
+            "; ".join(problem.render() for problem in self.problems),
+            code=codes.pop() if len(codes) == 1 else None,
+        )
+
+
+def raise_if_any(problems: list[Problem]) -> None:
+    """Raise PreflightFailed with every problem found, if there is one."""
+    if problems:
+        raise PreflightFailed(problems)
+
+
+# --- derived names ---------------------------------------------------------------------------------------
+def name_problems(run_id: str, attempt: int = 1) -> list[Problem]:
+    """The training job, model and endpoint config names the run would create, within SageMaker's rule."""
+    derived = {
+        "training job": names.training_job_name(run_id, attempt),
+        "model": names.model_name(run_id),
+        "endpoint config": names.endpoint_config_name(run_id),
+    }
+    return [
+        Problem(
+            "NameTooLong",
+            "project",
+            f"the {what} name {name!r} has {len(name)} characters; SageMaker allows "
+            f"{limits.MAX_NAME_LENGTH} letters, digits and hyphens: use a shorter project name",
+        )
+        for what, name in derived.items()
+        if not names.SAGEMAKER_NAME_PATTERN.fullmatch(name)
+    ]
+
+
+# --- channels --------------------------------------------------------------------------------------------
+def channel_problems(client: Any, channels: Mapping[str, str], *, data_bucket: str) -> list[Problem]:
+    """An EmptyChannel problem for each channel (name -> s3:// URI) whose prefix holds no object.
+
+    One ListObjectsV2 with MaxKeys=1 per channel. Throttling raises TransientError (the event is retried);
+    a data bucket sagedock may not list raises UpstreamError (the deployment is wrong, not the bundle).
+    """
+    problems = []
+    for name, uri in sorted(channels.items()):
+        bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+        try:
+            listed = client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
+        except ClientError as exc:
+            code = error_code(exc)
+            if code in _NO_BUCKET:
+                problems.append(_empty(name, uri, f"bucket {bucket} does not exist"))
+            elif code in _NOT_LISTABLE and bucket != data_bucket:
+                from chalicelib.observability import logger
+
+                logger.info("channel not checked: sagedock may not list it", extra={"channel": uri})
+            else:
+                raise translate(exc, f"listing training channel {name} at {uri}") from exc
+            continue
+        if not listed.get("Contents"):
+            problems.append(_empty(name, uri, "it holds no object"))
+    return problems
+
+
+def _empty(name: str, uri: str, why: str) -> Problem:
+    return Problem(
+        "EmptyChannel",
+        f"train.channels.{name}",
+        f"training channel {name!r} reads {uri}, but {why}: SageMaker would fail the job with 'No S3 objects "
+        f"found'. Upload the data (aws s3 cp --recursive ./data/ {uri}), point [train.channels] {name} at "
+        "where the data is, or write channels = {} under [train] for a job without input",
+    )
+
+
+def training_channels(request: Mapping[str, Any]) -> dict[str, str]:
+    """The channels (name -> S3 URI) a CreateTrainingJob request reads: exactly what SageMaker will list."""
+    return {
+        channel["ChannelName"]: channel["DataSource"]["S3DataSource"]["S3Uri"]
+        for channel in request.get("InputDataConfig", [])
+    }
+
+
+# --- endpoint ownership ----------------------------------------------------------------------------------
+def project_of_run(run_id: str) -> str | None:
+    """The project a run id (`<project>-<12 hex>`) belongs to."""
+    return run_id[:-13] if names.is_run_id(run_id) else None
+
+
+def endpoint_problems(
+    manifest: Manifest,
+    project: str,
+    *,
+    owner_run: Callable[[str], str | None],
+    endpoint_tags: Callable[[str], dict[str, str] | None],
+) -> list[Problem]:
+    """EndpointOwned when the endpoint exists and another project (or something outside sagedock) made it.
+
+    The owner is the project of the run that last deployed the endpoint (the runs table's endpoint item,
+    one GetItem); without one, the endpoint's `sagedock:project` tag (ListEndpoints, ListTags). An endpoint
+    that does not exist, or that this project owns, is free; `deploy.claim_endpoint = true` takes over any.
+    """
+    deploy = manifest.deploy
+    if not deploy.enabled or deploy.claim_endpoint:
+        return []
+    name = deploy.endpoint_name
+    last = owner_run(name)
+    owner = project_of_run(last) if last else None
+    if owner == project:
+        return []
+    tags = endpoint_tags(name)
+    if tags is None:
+        return []
+    owner = owner or tags.get(PROJECT_TAG)
+    if owner == project:
+        return []
+    made_by = f"was deployed by project {owner!r}" if owner else "was not deployed by sagedock"
+    return [
+        Problem(
+            "EndpointOwned",
+            "deploy.endpoint_name",
+            f"endpoint {name!r} exists and {made_by}; deploying would take it over. Name another endpoint "
+            f"(endpoint_name under [deploy]), or set claim_endpoint = true under [deploy] to replace what "
+            f"it serves with this project's model",
+        )
+    ]
+
+
+# --- the checks of a run ---------------------------------------------------------------------------------
+def check_run(svc: Services, run_id: str, project: str, attempt: int, manifest: Manifest) -> None:
+    """Every pre-flight check of a run at validate; PreflightFailed lists every problem found.
+
+    An AWS call that fails for a reason other than the bundle ends the run too (BundleRejected with the
+    call's code), since validate has nothing to retry; throttling is raised as TransientError.
+    """
+    data_bucket = svc.settings.data_bucket
+    try:
+        problems = [
+            *name_problems(run_id, attempt),
+            *channel_problems(svc.s3, manifest.train.channel_uris(data_bucket), data_bucket=data_bucket),
+            *endpoint_problems(
+                manifest,
+                project,
+                owner_run=svc.runs.endpoint_owner,
+                endpoint_tags=svc.sagemaker.endpoint_tags,
+            ),
+        ]
+    except UpstreamError as exc:
+        raise BundleRejected(f"a pre-flight check could not run: {exc.message}", code=exc.code) from exc
+    raise_if_any(problems)
+
+
+def check_channels(svc: Services, request: Mapping[str, Any]) -> None:
+    """Just before CreateTrainingJob: the request's channels still hold data (PreflightFailed if not)."""
+    data_bucket = svc.settings.data_bucket
+    raise_if_any(channel_problems(svc.s3, training_channels(request), data_bucket=data_bucket))
