@@ -251,6 +251,32 @@ def build() -> dict[str, Any]:
                     parameters=[_path("project", names.PROJECT_REGEX, names.PROJECT_RULE)],
                 )
             },
+            "/projects/{project}/retrain": {
+                "post": {
+                    "summary": "a new run on the project's latest successful image, straight to training",
+                    "parameters": [_path("project", names.PROJECT_REGEX, names.PROJECT_RULE)],
+                    "requestBody": {
+                        "required": False,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "description": "overrides of the manifest's train section (all optional)",
+                                    "properties": {
+                                        "hyperparameters": {"type": "object"},
+                                        "channels": {"type": "object", "additionalProperties": STRING},
+                                        "deploy": {},
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "202": _json("Run", "the new run"),
+                        **_errors("400", "404", "409", "415", "503"),
+                    },
+                }
+            },
             "/endpoints/{name}/invocations": {
                 "post": {
                     "summary": "forward the body and content type to the endpoint; its answer as it is",
