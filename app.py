@@ -18,6 +18,7 @@ from chalicelib.events import (
     BuildStateChange,
     EndpointStateChange,
     ImageAction,
+    ImageScan,
     ObjectCreated,
     TrainingJobStateChange,
 )
@@ -73,6 +74,15 @@ def build_state_changed(event: CloudWatchEvent) -> dict[str, Any]:
 )
 def image_pushed(event: CloudWatchEvent) -> dict[str, Any]:
     return handle(event, ImageAction, pipeline.image_pushed)
+
+
+# 3b. ECR scanned the pushed image: with `[build] scan = true` its findings fail the run or start training.
+@app.on_cw_event(
+    {"source": ["aws.ecr"], "detail-type": ["ECR Image Scan"]},
+    name="image_scanned",
+)
+def image_scanned(event: CloudWatchEvent) -> dict[str, Any]:
+    return handle(event, ImageScan, pipeline.image_scanned)
 
 
 # 4. Training ended: fail the run, or create the model, the endpoint config and the endpoint.

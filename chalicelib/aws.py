@@ -34,10 +34,32 @@ TRANSIENT_CODES = frozenset(
 )
 
 
-def _config() -> Config:
+# Each service's retries, explicit and bounded (total_max_attempts counts the first call). Standard mode
+# retries throttling, 5xx and transient network errors with jittered exponential backoff: 5 attempts sleep
+# at most 1 + 2 + 4 + 8 = 15 s, within the event functions' 30 s timeout; a call that still fails raises
+# TransientError and Lambda redelivers the event. Adaptive mode is not used: its client-side rate limiter
+# outlives the invocation in a warm Lambda and, after a burst of throttling, can hold a call far longer.
+RETRIES: dict[str, dict[str, str | int]] = {
+    "dynamodb": {"mode": "standard", "total_max_attempts": 5},
+    "s3": {"mode": "standard", "total_max_attempts": 5},
+    "codebuild": {"mode": "standard", "total_max_attempts": 5},
+    "ecr": {"mode": "standard", "total_max_attempts": 5},
+    "sagemaker": {"mode": "standard", "total_max_attempts": 5},
+    "sagemaker-runtime": {"mode": "standard", "total_max_attempts": 3},  # invocations: the caller retries
+    "application-autoscaling": {"mode": "standard", "total_max_attempts": 5},
+    "cloudwatch": {"mode": "standard", "total_max_attempts": 5},
+    "events": {"mode": "standard", "total_max_attempts": 5},
+}
+
+
+def config_for(service: str) -> Config:
+    """The client config of a service: its retries (a service without an entry has no client here)."""
     from botocore.config import Config
 
-    return Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=60)
+    if service not in RETRIES:
+        raise KeyError(f"no retry configuration for {service}: add it to chalicelib.aws.RETRIES")
+    read_timeout = 70 if service == "sagemaker-runtime" else 60  # invocations may take 60 s
+    return Config(retries=dict(RETRIES[service]), connect_timeout=5, read_timeout=read_timeout)  # type: ignore[arg-type]
 
 
 @cache
@@ -50,8 +72,8 @@ def _session() -> Any:
 
 @cache
 def client(service: str) -> Any:
-    """The process-wide client of a service (created on first use, with standard retries)."""
-    return _session().client(service, config=_config())
+    """The process-wide client of a service (created on first use, with its retries)."""
+    return _session().client(service, config=config_for(service))
 
 
 def reset_clients() -> None:

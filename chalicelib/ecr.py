@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import ClientError
 
 from chalicelib.aws import error_code, translate
+from chalicelib.models import ScanResult
 
 # The buildspec pushes this tag as its layer cache on every build; every other tag (the run ids) is immutable.
 CACHE_TAG = "latest"
@@ -84,3 +85,17 @@ class Ecr:
         except ClientError as exc:
             raise translate(exc, f"describing ECR repository {name}") from exc
         return described["repositories"][0]["repositoryUri"]
+
+    def scan_result(self, repository: str, digest: str) -> ScanResult | None:
+        """The image's scan on push as it stands now; None while ECR has not scanned it yet."""
+        try:
+            found = self._client.describe_image_scan_findings(
+                repositoryName=repository, imageId={"imageDigest": digest}, maxResults=1
+            )
+        except ClientError as exc:
+            if error_code(exc) in ("ScanNotFoundException", "ImageNotFoundException"):
+                return None
+            raise translate(exc, f"reading the scan of {repository}@{digest}") from exc
+        status = str(found.get("imageScanStatus", {}).get("status", ""))
+        counts = found.get("imageScanFindings", {}).get("findingSeverityCounts", {})
+        return ScanResult(digest=digest, status=status, counts={k: int(v) for k, v in counts.items()})

@@ -111,6 +111,16 @@ class ImageAction(_Detail):
     image_tag: str | None = Field(default=None, alias="image-tag")
 
 
+class ImageScan(_Detail):
+    """detail of `ECR Image Scan` (basic scanning): the scan of one image and its findings by severity."""
+
+    scan_status: str = Field(alias="scan-status")
+    repository_name: str = Field(alias="repository-name")
+    image_digest: str = Field(alias="image-digest")
+    image_tags: list[str] = Field(default_factory=list, alias="image-tags")
+    finding_severity_counts: dict[str, int] = Field(default_factory=dict, alias="finding-severity-counts")
+
+
 # --- SageMaker (source aws.sagemaker) ------------------------------------------------------------------
 class TrainingJobStateChange(_Detail):
     """detail of `SageMaker Training Job State Change`."""

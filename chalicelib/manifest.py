@@ -33,6 +33,7 @@ from pydantic import (
 
 from chalicelib import limits, names
 from chalicelib.errors import ManifestInvalid
+from chalicelib.rollout import AutoscalingConfig, UpdateConfig, check_deploy
 
 MANIFEST_NAME: Final = "sagedock.toml"
 PROJECT_PATTERN: Final = names.PROJECT_PATTERN
@@ -199,6 +200,9 @@ class BuildConfig(_Section):
 
     dockerfile: BundlePath = "Dockerfile"
     build_args: dict[BuildArgName, ScalarValue] = Field(default_factory=dict)
+    # The image scan gate: training waits for ECR's scan on push; findings at or above the threshold fail it.
+    scan: bool = False
+    scan_fail_severity: Literal["CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL"] = "HIGH"
 
     def build_args_as_strings(self) -> dict[str, str]:
         """The --build-arg values as Docker receives them."""
@@ -250,6 +254,21 @@ class DeployConfig(_Section):
     # An endpoint that exists and was deployed by another project (or outside sagedock) is refused unless
     # the manifest claims it: set true to take it over (chalicelib/preflight.py, docs/manifest.md).
     claim_endpoint: bool = False
+    update: UpdateConfig | None = None
+    autoscaling: AutoscalingConfig | None = None
+
+    @model_validator(mode="after")
+    def _sagemaker_accepts_the_rollout(self) -> DeployConfig:
+        problems = check_deploy(
+            serverless=self.serverless is not None,
+            instance_type=self.instance_type,
+            instance_count=self.initial_instance_count,
+            update=self.update,
+            autoscaling=self.autoscaling,
+        )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @model_validator(mode="before")
     @classmethod

@@ -105,6 +105,14 @@ class RunError(_Model):
     message: str
 
 
+class ScanResult(_Model):
+    """ECR's scan of the run's image (`[build] scan = true`): its status and findings by severity."""
+
+    digest: str
+    status: str
+    counts: dict[str, int] = Field(default_factory=dict)
+
+
 class PendingEvent(_Model):
     """A `Run State Change` written with its transition and not yet known to be published (the outbox).
 
@@ -141,6 +149,7 @@ class Run(_Model):
     retrained_from: str | None = None
     events_recorded: int = Field(default=0, ge=0)
     outbox: tuple[PendingEvent, ...] = ()
+    scan: ScanResult | None = None
     version: int = Field(default=0, ge=0)
 
     def public(self) -> dict[str, Any]:

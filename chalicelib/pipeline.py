@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
-from chalicelib import names, specs
+from chalicelib import names, scangate, specs
 from chalicelib import statemachine as sm
 from chalicelib.ecr import CACHE_TAG
 from chalicelib.errors import BundleRejected, Conflict, NotFound, StaleEvent, TransientError, UpstreamError
@@ -23,10 +24,11 @@ from chalicelib.events import (
     BuildStateChange,
     EndpointStateChange,
     ImageAction,
+    ImageScan,
     ObjectCreated,
     TrainingJobStateChange,
 )
-from chalicelib.models import STAGE_OF_STATUS, ImageRef, Run, SourceRef, Stage, Status
+from chalicelib.models import STAGE_OF_STATUS, ImageRef, Run, ScanResult, SourceRef, Stage, Status
 from chalicelib.observability import count, logger
 from chalicelib.services import Services
 
@@ -291,7 +293,58 @@ def image_pushed(event: ImageAction, svc: Services) -> Outcome:
     return _start_training(svc, run, event.image_digest)
 
 
-def _start_training(svc: Services, run: Run, digest: str) -> Outcome:
+def image_scanned(event: ImageScan, svc: Services) -> Outcome:
+    """ECR scanned a pushed image: with the scan gate on, its findings fail the run or start its training.
+
+    The push, the build and the scan events arrive in any order: each of them can start training, the push
+    and build events only once the scan is known (from this event's record, or from ECR itself).
+    """
+    tags = [tag for tag in event.image_tags if names.is_run_id(tag)]
+    if not event.repository_name.startswith(svc.settings.ecr_prefix + "/") or not tags:
+        return _ignored("not a sagedock image", repository=event.repository_name)
+    run = svc.runs.find(tags[0])
+    if run is None:
+        return _ignored("scan of no known run", tag=tags[0])
+    logger.set_correlation_id(run.run_id)
+    if run.image and not run.image.repository.endswith("/" + event.repository_name):
+        return _ignored("scan of another repository than the run's", repository=event.repository_name)
+    if not scangate.required(run, svc.settings):
+        return _ignored("the run does not wait for a scan", run_id=run.run_id)
+    result = ScanResult(
+        digest=event.image_digest, status=event.scan_status, counts=dict(event.finding_severity_counts)
+    )
+    return _start_training(svc, run, event.image_digest, scan=result)
+
+
+def _scan_gate(svc: Services, run: Run, digest: str, scan: ScanResult | None) -> Outcome | ScanResult:
+    """The scan that lets this image train, or the outcome that holds it (waiting, or the run FAILED)."""
+    if svc.settings.private_mode:
+        return _record_failure(
+            svc,
+            run.run_id,
+            Stage.BUILD,
+            "ScanUnavailable",
+            "`[build] scan = true` needs ECR scanning, and this stage pushes to a private registry: "
+            "scan the image in your registry and set `scan = false`",
+        )
+    if scan is None and run.scan is not None and run.scan.digest == digest:
+        scan = run.scan
+    if not scangate.settled(scan):
+        assert run.image is not None
+        repository = run.image.repository.split("/", 1)[1]
+        try:
+            scan = svc.ecr.scan_result(repository, digest)
+        except UpstreamError as exc:
+            return _record_failure(svc, run.run_id, Stage.BUILD, exc.code, exc.message)
+    if scan is None or not scangate.settled(scan):
+        return _ignored("waiting for the image scan", run_id=run.run_id, digest=digest)
+    stop = scangate.verdict(scan, scangate.threshold(run))
+    if stop is not None:
+        return _record_failure(svc, run.run_id, Stage.BUILD, stop.code, stop.message)
+    return scan
+
+
+def _start_training(svc: Services, run: Run, digest: str, *, scan: ScanResult | None = None) -> Outcome:
     if run.status == Status.TRAINING and run.image is not None and run.image.digest == digest:
         # An earlier delivery (or the other of the push and build events) recorded TRAINING; it may have
         # stopped before creating the job, so make sure the job exists (at most once).
@@ -299,15 +352,20 @@ def _start_training(svc: Services, run: Run, digest: str) -> Outcome:
     if run.status != Status.BUILDING:
         return _ignored(f"image already handled; run is {run.status}", run_id=run.run_id)
     assert run.image is not None
+    if scangate.required(run, svc.settings):
+        gate = _scan_gate(svc, run, digest, scan)
+        if not isinstance(gate, ScanResult):
+            return gate
+        scan = gate
     uri = f"{run.image.repository}@{digest}"
     job_name = names.training_job_name(run.run_id, run.attempt)
+
+    def change(current: Run) -> Run:
+        scanned = current.model_copy(update={"scan": scan}) if scan is not None else current
+        return sm.start_training(scanned, digest=digest, uri=uri, job_name=job_name, now=svc.clock())
+
     # Recorded before the job is created, so that the job's events, however early, find the run TRAINING.
-    outcome, started = _apply(
-        svc,
-        run.run_id,
-        lambda r: sm.start_training(r, digest=digest, uri=uri, job_name=job_name, now=svc.clock()),
-        "training starting",
-    )
+    outcome, started = _apply(svc, run.run_id, change, "training starting")
     if started is None:  # a concurrent delivery got there first
         return outcome
     return _launch_training(svc, started)
@@ -418,8 +476,7 @@ def _deploy(svc: Services, run: Run) -> Outcome:
     tags = [{"Key": "sagedock:project", "Value": run.project}]
     try:
         done = svc.once(
-            f"deploy:{run.run_id}:{run.attempt}",
-            lambda: svc.sagemaker.create_or_update_endpoint(endpoint, config, tags),
+            f"deploy:{run.run_id}:{run.attempt}", lambda: _change_endpoint(svc, run, endpoint, config, tags)
         )
     except StaleEvent as exc:
         return _ignored(str(exc), run_id=run.run_id)
@@ -427,6 +484,40 @@ def _deploy(svc: Services, run: Run) -> Outcome:
         return _record_failure(svc, run.run_id, Stage.DEPLOY, exc.code, exc.message)
     logger.info(f"endpoint {endpoint} {done}", extra={"endpoint": endpoint, "config": config})
     return {**outcome, "endpoint": endpoint, "endpoint_action": done}
+
+
+def _change_endpoint(svc: Services, run: Run, endpoint: str, config: str, tags: list[dict[str, str]]) -> str:
+    """Create or update the endpoint (blue/green as [deploy.update] says).
+
+    SageMaker refuses an update that changes the instance type of a variant registered with Application
+    Auto Scaling (a new model is accepted): such a variant is deregistered first, and registered again
+    with the new limits once the new config is in service.
+    """
+    current = svc.sagemaker.describe_endpoint(endpoint)
+    if (
+        current is not None
+        and current.config_name != config
+        and current.status == "InService"
+        and svc.sagemaker.instance_type(current.config_name) != specs.instance_type(run)
+    ):
+        svc.autoscaling.deregister(endpoint, specs.VARIANT_NAME)
+    done: str = svc.sagemaker.create_or_update_endpoint(endpoint, config, tags, specs.deployment_config(run))
+    return done
+
+
+def _scale(svc: Services, run: Run, endpoint: str) -> None:
+    """Make the variant's scaling what the manifest says: registered with its limits, or not at all."""
+    scaling = specs.autoscaling(run)
+    if scaling:
+        svc.autoscaling.register(endpoint, specs.VARIANT_NAME, scaling)
+    else:
+        svc.autoscaling.deregister(endpoint, specs.VARIANT_NAME)
+
+
+def _deploy_started(run: Run) -> datetime:
+    """When this attempt's deploy stage opened (alarms that changed since then concern its update)."""
+    started = next(s.started_at for s in reversed(run.stages) if s.stage == Stage.DEPLOY)
+    return datetime.fromisoformat(started.replace("Z", "+00:00"))
 
 
 # --- Endpoint state change: the run is done -------------------------------------------------------------
@@ -450,7 +541,28 @@ def endpoint_state_changed(event: EndpointStateChange, svc: Services) -> Outcome
             f"endpoint {event.endpoint_name} no longer exists",
         )
     if state.status == "InService" and state.config_name == run.endpoint_config_name:
+        try:
+            _scale(svc, run, state.name)
+        except UpstreamError as exc:
+            return _record_failure(svc, run.run_id, Stage.DEPLOY, "AutoscalingFailed", exc.message)
         return _transition(svc, run.run_id, lambda r: sm.succeed(r, now=svc.clock()), "endpoint in service")
+    alarms = specs.rollback_alarms(run)
+    if state.status == "InService" and alarms and (state.failure_reason or state.rollback_alarms):
+        try:
+            fired = svc.alarms.fired(alarms, since=_deploy_started(run))
+        except UpstreamError as exc:  # the alarms cannot be read: the update still failed, say so below
+            logger.warning("rollback alarms unreadable", extra={"error_message": exc.message})
+            fired = []
+        if fired:
+            return _record_failure(
+                svc,
+                run.run_id,
+                Stage.DEPLOY,
+                "EndpointUpdateRolledBack",
+                f"endpoint {state.name} rolled back to config {state.config_name}, which it keeps serving: "
+                f"rollback alarm {', '.join(fired)} went to ALARM during the update"
+                + (f" ({state.failure_reason})" if state.failure_reason else ""),
+            )
     if state.status == "Failed":
         reason = state.failure_reason or event.failure_reason or "no reason given"
         return _record_failure(

@@ -24,6 +24,8 @@ class EndpointState:
     status: str
     config_name: str
     failure_reason: str | None
+    # The alarms of the last update's AutoRollbackConfiguration (DescribeEndpoint's LastDeploymentConfig).
+    rollback_alarms: tuple[str, ...] = ()
 
 
 class SageMaker:
@@ -103,12 +105,23 @@ class SageMaker:
             found = self._client.describe_endpoint(EndpointName=name)
         except ClientError as exc:
             raise translate(exc, f"describing endpoint {name}") from exc
+        rollback = (found.get("LastDeploymentConfig") or {}).get("AutoRollbackConfiguration") or {}
         return EndpointState(
             name=name,
             status=found["EndpointStatus"],
             config_name=found["EndpointConfigName"],
             failure_reason=found.get("FailureReason"),
+            rollback_alarms=tuple(alarm["AlarmName"] for alarm in rollback.get("Alarms", [])),
         )
+
+    def instance_type(self, config_name: str) -> str | None:
+        """The instance type of an endpoint config's first variant (None: serverless)."""
+        try:
+            config = self._client.describe_endpoint_config(EndpointConfigName=config_name)
+        except ClientError as exc:
+            raise translate(exc, f"describing endpoint config {config_name}") from exc
+        variants = config.get("ProductionVariants") or []
+        return variants[0].get("InstanceType") if variants else None
 
     def endpoint_tags(self, name: str) -> dict[str, str] | None:
         """The endpoint's tags, or None when it does not exist."""
@@ -122,8 +135,15 @@ class SageMaker:
             raise translate(exc, f"reading the tags of endpoint {name}") from exc
         return {tag["Key"]: tag["Value"] for tag in tags}
 
-    def create_or_update_endpoint(self, name: str, config_name: str, tags: list[dict[str, str]]) -> str:
-        """Point the endpoint at `config_name`: create it, update it, or nothing if it already is.
+    def create_or_update_endpoint(
+        self,
+        name: str,
+        config_name: str,
+        tags: list[dict[str, str]],
+        deployment_config: dict[str, Any] | None = None,
+    ) -> str:
+        """Point the endpoint at `config_name`: create it, update it (blue/green, as `deployment_config`
+        says), or nothing if it already is.
 
         Returns what was done: "created", "updated" or "unchanged".
         """
@@ -145,7 +165,10 @@ class SageMaker:
                     f"be updated; delete it (aws sagemaker delete-endpoint --endpoint-name {name}) "
                     "and retry this run"
                 )
-            self._client.update_endpoint(EndpointName=name, EndpointConfigName=config_name)
+            update: dict[str, Any] = {"EndpointName": name, "EndpointConfigName": config_name}
+            if deployment_config:
+                update["DeploymentConfig"] = deployment_config
+            self._client.update_endpoint(**update)
             return "updated"
-        except ClientError as exc:
+        except (ClientError, ParamValidationError) as exc:
             raise translate(exc, f"deploying endpoint {name}") from exc

@@ -9,6 +9,7 @@ from typing import Any
 from chalicelib.aws import client
 from chalicelib.errors import StaleEvent
 from chalicelib.models import utcnow
+from chalicelib.observability import logger
 from chalicelib.runs import RunStore
 from chalicelib.settings import Settings, get_settings
 
@@ -44,8 +45,11 @@ class Once:
         from aws_lambda_powertools.utilities.idempotency import idempotent_function
         from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 
+        done: list[Any] = []
+
         def side_effect(key: str) -> dict[str, Any]:
-            return {"result": action()}
+            done.append(action())
+            return {"result": done[0]}
 
         # One prefix for every key: without it powertools prefixes the Lambda function's name, and the
         # two functions that may start the same training job (build finished, image pushed) would not
@@ -60,6 +64,15 @@ class Once:
             return wrapped(key=key)["result"]
         except IdempotencyAlreadyInProgressError as exc:
             raise StaleEvent(f"{key} is being done by a concurrent delivery of this event") from exc
+        except Exception:
+            if not done:
+                raise
+            # The side effect happened and only recording it failed (DynamoDB throttled past its retries):
+            # its result is this delivery's to use; the record stays in progress until it expires.
+            logger.warning(
+                "the idempotency record of a finished side effect was not saved", extra={"key": key}
+            )
+            return done[0]
 
 
 class Services:
@@ -75,6 +88,8 @@ class Services:
             "ecr",
             "sagemaker",
             "once",
+            "autoscaling",
+            "alarms",
             "events",
         }
         if unknown:
@@ -133,6 +148,20 @@ class Services:
         from chalicelib.sagemaker import SageMaker
 
         return SageMaker(client("sagemaker"))
+
+    @cached_property
+    def autoscaling(self) -> Any:
+        """Registers endpoint variants with Application Auto Scaling."""
+        from chalicelib.autoscaling import AutoScaling
+
+        return AutoScaling(client("application-autoscaling"))
+
+    @cached_property
+    def alarms(self) -> Any:
+        """Reads the state of an update's rollback alarms."""
+        from chalicelib.cloudwatch import Alarms
+
+        return Alarms(client("cloudwatch"))
 
     @cached_property
     def once(self) -> Once:

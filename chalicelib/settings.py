@@ -65,6 +65,18 @@ class Settings(BaseModel):
         default=200.0, gt=1, validation_alias="SAGEDOCK_MAX_COMPRESSION_RATIO"
     )
 
+    # The image scan gate for every run of the stage, whatever the bundle's `[build] scan` says.
+    require_image_scan: bool = Field(default=False, validation_alias="SAGEDOCK_REQUIRE_IMAGE_SCAN")
+
+    @model_validator(mode="after")
+    def _scan_needs_ecr(self) -> Settings:
+        if self.require_image_scan and self.private_registry:
+            raise ValueError(
+                "SAGEDOCK_REQUIRE_IMAGE_SCAN needs ECR's scanning, and SAGEDOCK_PRIVATE_REGISTRY pushes "
+                "elsewhere: unset one of them"
+            )
+        return self
+
     @model_validator(mode="after")
     def _private_registry_complete(self) -> Settings:
         if not self.private_registry:

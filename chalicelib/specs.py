@@ -132,3 +132,32 @@ def endpoint_config_request(run: Run, *, config_name: str, model_name: str) -> d
             deploy.get("startup_health_timeout_seconds", 600)
         )
     return {"EndpointConfigName": config_name, "ProductionVariants": [variant], "Tags": _tags(run)}
+
+
+def _deploy(run: Run) -> dict[str, Any]:
+    deploy: dict[str, Any] = (run.manifest or {}).get("deploy", {})
+    return deploy
+
+
+def instance_type(run: Run) -> str | None:
+    """The instance type the run's endpoint config asks for (None: serverless)."""
+    deploy = _deploy(run)
+    return None if deploy.get("serverless") else str(deploy.get("instance_type", "ml.t2.medium"))
+
+
+def deployment_config(run: Run) -> dict[str, Any] | None:
+    """UpdateEndpoint's DeploymentConfig for the run's [deploy.update] (None: SageMaker's default)."""
+    from chalicelib.rollout import deployment_config as build
+
+    return build(_deploy(run).get("update"))
+
+
+def rollback_alarms(run: Run) -> list[str]:
+    """The alarms whose ALARM state rolls the run's endpoint update back."""
+    return list((_deploy(run).get("update") or {}).get("rollback_alarms") or [])
+
+
+def autoscaling(run: Run) -> dict[str, Any] | None:
+    """The run's [deploy.autoscaling] table, or None."""
+    scaling: dict[str, Any] | None = _deploy(run).get("autoscaling")
+    return scaling

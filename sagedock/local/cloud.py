@@ -94,6 +94,7 @@ class LocalCloud:
 
     def start(self) -> dict[str, str]:
         """Bring everything up; returns the contract (also written to `<state>/env`)."""
+        from sagedock.local import scan
         from sagedock.local.build import BuildExecutor
         from sagedock.local.host import HostExecutor
         from sagedock.local.images import ImageStore
@@ -132,6 +133,7 @@ class LocalCloud:
             ):
                 executor.install()
                 self._stack.append(executor.close)
+            scan.install(self.emulator)
             self._stack.append(capture_invocation_output(self.state / "logs" / "app.log"))
             app = load_app(self.project_dir)
             warm_clients()
@@ -219,7 +221,17 @@ def warm_clients() -> None:
     are being created, and handlers run on several threads."""
     aws = sys.modules.get("chalicelib.aws")
     factory = getattr(aws, "client", None)
-    for service in ("s3", "dynamodb", "codebuild", "ecr", "sagemaker", "sagemaker-runtime", "events"):
+    for service in (
+        "s3",
+        "dynamodb",
+        "codebuild",
+        "ecr",
+        "sagemaker",
+        "sagemaker-runtime",
+        "events",
+        "application-autoscaling",
+        "cloudwatch",
+    ):
         if callable(factory):
             try:
                 factory(service)

@@ -206,6 +206,31 @@ def ecr_image_action(
     )
 
 
+def ecr_image_scan(
+    *,
+    repository: str,
+    digest: str,
+    tags: list[str],
+    status: str,
+    counts: dict[str, int] | None = None,
+    region: str = REGION,
+) -> Event:
+    """`ECR Image Scan` (basic scanning): the scan's status and its findings by severity."""
+    return envelope(
+        source="aws.ecr",
+        detail_type="ECR Image Scan",
+        resources=[f"arn:aws:ecr:{region}:{ACCOUNT}:repository/{repository}"],
+        region=region,
+        detail={
+            "scan-status": status,
+            "repository-name": repository,
+            "finding-severity-counts": dict(counts or {}),
+            "image-digest": digest,
+            "image-tags": list(tags),
+        },
+    )
+
+
 def _sagemaker_detail(description: Mapping[str, Any]) -> dict[str, Any]:
     """A Describe* answer as an event detail: datetimes become epoch milliseconds, tags a map."""
     detail: dict[str, Any] = {}

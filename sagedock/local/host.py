@@ -4,8 +4,11 @@ Each endpoint runs its image's `serve` on a free loopback port with the model un
 new serve, waits for it to be healthy and only then retires the old one (no availability loss, as in AWS).
 A serve that does not answer /ping within the variant's ContainerStartupHealthCheckTimeoutInSeconds fails
 the create (endpoint Failed) or the update (endpoint back InService on the old config, FailureReason set).
-Invocations
-through the emulator's sagemaker-runtime InvokeEndpoint reach the endpoint's serve.
+An update's DeploymentConfig is honoured as blue/green (sagedock/local/rollout.py): the new serve takes
+traffic only once healthy, in the canary or linear steps asked for, each followed by its baking period;
+a rollback alarm in ALARM in the emulator's CloudWatch meanwhile rolls the update back, and the endpoint
+keeps serving the old config. Invocations through the emulator's sagemaker-runtime InvokeEndpoint reach
+the endpoint's serve (during a shift, the old or the new one in the step's proportion).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from sagedock.local import events
 from sagedock.local.emulator import ApiCall, ApiReply, Emulator
 from sagedock.local.images import ImageStore
 from sagedock.local.logs import cloudwatch_logger, line_logger, tee
+from sagedock.local.rollout import RolledBack, Shift, bake, traffic_steps
 
 log = logging.getLogger("local_cloud.host")
 
@@ -58,8 +62,10 @@ class HostExecutor:
         self._workdir = workdir
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="hosting")
         self._serving: dict[str, Serving] = {}
+        self._shifts: dict[str, Shift] = {}  # endpoints whose traffic moves to a new serve
         self._lock = threading.Lock()
         self._closed = False
+        self._stopping = threading.Event()  # ends the baking periods of updates in progress
 
     def install(self) -> None:
         """Watch the endpoint calls, answer UpdateEndpoint and InvokeEndpoint, reject duplicate names."""
@@ -78,6 +84,7 @@ class HostExecutor:
 
     def close(self) -> None:
         """Stop every serve process (SIGTERM, then SIGKILL after the grace period)."""
+        self._stopping.set()
         with self._lock:
             self._closed = True
             serving = list(self._serving.values())
@@ -124,7 +131,7 @@ class HostExecutor:
             )
         self._set_endpoint(name, status="Updating")
         self._emit(name)
-        self._pool.submit(self._deploy, name, config, True)
+        self._pool.submit(self._deploy, name, config, True, call.params.get("DeploymentConfig") or {})
         return ApiReply.json({"EndpointArn": arn})
 
     def _deleted(self, call: ApiCall, answer: dict[str, Any]) -> None:
@@ -137,6 +144,9 @@ class HostExecutor:
         name = call.path.strip("/").split("/")[1]
         with self._lock:
             entry = self._serving.get(name)
+            shift = self._shifts.get(name)
+            if shift is not None:
+                entry = shift.pick(entry)
         if entry is None:
             return ApiReply.error(
                 "ValidationError", f"Endpoint {name} of account {events.ACCOUNT} not found.", status=400
@@ -167,7 +177,9 @@ class HostExecutor:
         )
 
     # -- deploying ------------------------------------------------------------------------------------------
-    def _deploy(self, name: str, config_name: str, updating: bool) -> None:
+    def _deploy(
+        self, name: str, config_name: str, updating: bool, deployment: dict[str, Any] | None = None
+    ) -> None:
         workdir = self._workdir / name / f"{config_name}-{datetime.now(UTC):%H%M%S%f}"
         try:
             process, variant = self._start(name, config_name, workdir)
@@ -178,18 +190,63 @@ class HostExecutor:
             log.exception("deploying %s failed unexpectedly", name)
             self._failed(name, f"InternalServerError: {exc}", updating)
             return
+        new = Serving(config_name, process, workdir)
+        if updating and deployment:
+            try:
+                self._shift(name, new, variant, deployment)
+            except RolledBack as rollback:
+                self._rolled_back(name, new, str(rollback))
+                return
         with self._lock:
+            self._shifts.pop(name, None)
             if self._closed or self._endpoint(name) is None:
-                old: Serving | None = Serving(config_name, process, workdir)
+                old: Serving | None = new
             else:
                 old = self._serving.get(name)
-                self._serving[name] = Serving(config_name, process, workdir)
+                self._serving[name] = new
         if old is not None:
             self._retire(old)
         if self._endpoint(name) is None:
             return
         self._set_endpoint(name, status="InService", config=config_name, variant=variant, failure_reason=None)
         log.info("endpoint %s InService on %s (%s)", name, config_name, process.url)
+        self._emit(name)
+
+    def _shift(self, name: str, new: Serving, variant: dict[str, Any], deployment: dict[str, Any]) -> None:
+        """Move the traffic to `new` step by step, baking after each; RolledBack when an alarm fires."""
+        policy = deployment.get("BlueGreenUpdatePolicy") or {}
+        routing = policy.get("TrafficRoutingConfiguration") or {
+            "Type": "ALL_AT_ONCE",
+            "WaitIntervalInSeconds": 0,
+        }
+        alarms = [
+            a["AlarmName"] for a in (deployment.get("AutoRollbackConfiguration") or {}).get("Alarms", [])
+        ]
+        instances = int(variant.get("InitialInstanceCount") or 1)
+        deadline = float(policy.get("MaximumExecutionTimeoutInSeconds") or 28800)
+        cloudwatch = self._emulator.client("cloudwatch")
+        started = datetime.now(UTC)
+        for weight in traffic_steps(routing, instances):
+            with self._lock:
+                if self._closed:
+                    return
+                self._shifts[name] = Shift(new, weight)
+            log.info("endpoint %s: %.0f%% of the traffic on %s", name, weight * 100, new.config)
+            wait = float(routing.get("WaitIntervalInSeconds", 0))
+            bake(cloudwatch, alarms, wait, started, deadline, self._stopping)
+        # The new fleet takes all the traffic; the old one is kept for TerminationWaitInSeconds.
+        with self._lock:
+            self._shifts[name] = Shift(new, 1.0)
+        wait = float(policy.get("TerminationWaitInSeconds", 0))
+        bake(cloudwatch, [], wait, started, deadline, self._stopping)
+
+    def _rolled_back(self, name: str, new: Serving, reason: str) -> None:
+        """All traffic back on the old serve; the endpoint InService on its old config, with the reason."""
+        with self._lock:
+            self._shifts.pop(name, None)
+        self._retire(new)
+        log.info("endpoint %s rolled back: %s", name, reason)
+        self._set_endpoint(name, status="InService", failure_reason=reason)
         self._emit(name)
 
     def _start(self, name: str, config_name: str, workdir: Path) -> tuple[ServeProcess, dict[str, Any]]:

@@ -173,3 +173,21 @@ def endpoint_state(name: str, config: str, status: str) -> dict[str, Any]:
         },
         [arn],
     )
+
+
+def image_scan(
+    repository: str, digest: str, tags: list[str], counts: dict[str, int], *, status: str = "COMPLETE"
+) -> dict[str, Any]:
+    """`ECR Image Scan` (basic scanning, scan on push): the findings by severity, only those found."""
+    return envelope(
+        "aws.ecr",
+        "ECR Image Scan",
+        {
+            "scan-status": status,
+            "repository-name": repository,
+            "finding-severity-counts": counts,
+            "image-digest": digest,
+            "image-tags": tags,
+        },
+        [f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/{repository}"],
+    )

@@ -42,6 +42,11 @@ RESOURCES = {
     "endpoints": f"{SM}:endpoint/*",
     "sagemaker role": "${SageMakerExecutionRole.Arn}",
     "failed events": "${FailedEventsQueue.Arn}",
+    "scalable targets": "arn:${AWS::Partition}:application-autoscaling:${AWS::Region}:${AWS::AccountId}"
+    ":scalable-target/*",
+    "autoscaling role": "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/aws-service-role/"
+    "sagemaker.application-autoscaling.amazonaws.com/AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint",
+    "alarms": "arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:*",
     "event bus": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/default",
     "any": "*",
     "build logs": "${BuildLogs.Arn}",
@@ -93,8 +98,28 @@ CALL_SITES: dict[str, list[tuple[str, str]]] = {
         ("sagemaker:CreateEndpoint", "endpoints"),
         ("sagemaker:AddTags", "endpoints"),
     ],
-    "SageMaker.update_endpoint": [("sagemaker:UpdateEndpoint", "endpoints")],
+    # With AutoRollbackConfiguration, SageMaker checks the caller may read the rollback alarms.
+    "SageMaker.update_endpoint": [
+        ("sagemaker:UpdateEndpoint", "endpoints"),
+        ("cloudwatch:DescribeAlarms", "alarms"),
+    ],
     "Endpoints.invoke_endpoint": [("sagemaker:InvokeEndpoint", "endpoints")],
+    "Ecr.describe_image_scan_findings": [("ecr:DescribeImageScanFindings", "repositories")],
+    # Registering a SageMaker variant: Application Auto Scaling checks the caller may read and resize it,
+    # and creates its service-linked role the first time (iam:CreateServiceLinkedRole, conditioned).
+    "AutoScaling.register_scalable_target": [
+        ("application-autoscaling:RegisterScalableTarget", "scalable targets"),
+        ("sagemaker:DescribeEndpoint", "endpoints"),
+        ("sagemaker:DescribeEndpointConfig", "endpoint configs"),
+        ("sagemaker:UpdateEndpointWeightsAndCapacities", "endpoints"),
+        ("iam:CreateServiceLinkedRole", "autoscaling role"),
+    ],
+    "AutoScaling.put_scaling_policy": [("application-autoscaling:PutScalingPolicy", "scalable targets")],
+    "AutoScaling.deregister_scalable_target": [
+        ("application-autoscaling:DeregisterScalableTarget", "scalable targets")
+    ],
+    "AutoScaling.describe_scalable_targets": [("application-autoscaling:DescribeScalableTargets", "any")],
+    "Alarms.describe_alarms": [("cloudwatch:DescribeAlarms", "alarms")],
     # GET /runs/{id}/logs reads the stage's stream: the build's, the training job's or the endpoint's.
     "CloudWatchLogs.describe_log_streams": [
         ("logs:DescribeLogStreams", group) for group in ("build logs", "training logs", "endpoint logs")
@@ -122,6 +147,7 @@ BUILD = {  # _start_build
 TRAIN = {"SageMaker.create_training_job", "channel_problems.list_objects_v2"}  # _launch_training, preflight
 # _validate's pre-flight: the channels, and who owns the endpoint (the runs table, then the endpoint's tag)
 PREFLIGHT = {"channel_problems.list_objects_v2", "SageMaker.list_endpoints", "SageMaker.list_tags"}
+SCAN = {"Ecr.describe_image_scan_findings"}  # _start_training's scan gate ([build] scan = true)
 DEPLOY = {  # _deploy: artifact, model, endpoint config, create or update the endpoint
     "SageMaker.describe_training_job",
     "SageMaker.create_model",
@@ -132,16 +158,26 @@ DEPLOY = {  # _deploy: artifact, model, endpoint config, create or update the en
     "SageMaker.describe_endpoint",
     "SageMaker.create_endpoint",
     "SageMaker.update_endpoint",
+    "AutoScaling.describe_scalable_targets",  # _change_endpoint, before an instance type change
+    "AutoScaling.deregister_scalable_target",
+}
+SCALE = {  # endpoint_state_changed: the variant's scaling once in service; which rollback alarm fired
+    "AutoScaling.register_scalable_target",
+    "AutoScaling.put_scaling_policy",
+    "AutoScaling.describe_scalable_targets",
+    "AutoScaling.deregister_scalable_target",
+    "Alarms.describe_alarms",
 }
 HANDLER_CALLS: dict[str, set[str]] = {
     "bundle_uploaded": RUNS
     | {ONCE, "S3RangeReader.head_object", "S3RangeReader.get_object"}
     | PREFLIGHT
     | BUILD,
-    "build_state_changed": RUNS | {ONCE} | TRAIN,
-    "image_pushed": RUNS | {ONCE} | TRAIN,
+    "build_state_changed": RUNS | {ONCE} | TRAIN | SCAN,
+    "image_pushed": RUNS | {ONCE} | TRAIN | SCAN,
+    "image_scanned": RUNS | {ONCE} | TRAIN | SCAN,
     "training_state_changed": RUNS | {ONCE} | DEPLOY,
-    "endpoint_state_changed": RUNS | {"SageMaker.list_endpoints", "SageMaker.describe_endpoint"},
+    "endpoint_state_changed": RUNS | {"SageMaker.list_endpoints", "SageMaker.describe_endpoint"} | SCALE,
     # the latest successful run of the project (a query), then a training job on its image
     "retrain_requested": RUNS | {"RunStore.query", ONCE} | TRAIN,
     # the sweeper: the runs with unpublished events (a query on the sparse index), claimed and published
@@ -350,7 +386,18 @@ def test_the_policies_are_the_same_in_every_stage(stage: str) -> None:
 
 def test_functions_write_metrics_as_emf_to_stdout_so_none_may_put_metric_data() -> None:
     for handler in HANDLER_CALLS:
-        assert not any(action.startswith("cloudwatch:") for action, _ in grants(policy(handler)))
+        actions = {action for action, _ in grants(policy(handler)) if action.startswith("cloudwatch:")}
+        assert actions <= {"cloudwatch:DescribeAlarms"}, f"{handler}: {sorted(actions)}"
+
+
+def test_the_service_linked_role_may_be_created_only_for_sagemaker_autoscaling() -> None:
+    for handler in HANDLER_CALLS:
+        for statement in statements(policy(handler)):
+            if "iam:CreateServiceLinkedRole" in as_list(statement["Action"]):
+                assert as_list(statement["Action"]) == ["iam:CreateServiceLinkedRole"], handler
+                assert statement.get("Condition") == {
+                    "StringLike": {"iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"}
+                }, handler
 
 
 def test_event_permissions_match_the_configured_bus() -> None:

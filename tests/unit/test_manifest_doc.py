@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from chalicelib.manifest import Manifest, ServerlessConfig, parse_manifest
+from chalicelib.rollout import AutoscalingConfig, UpdateConfig
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "manifest.md"
 ROW = re.compile(r"^\| `(?P<key>[a-z_.]+)` \| (?P<default>[^|]*) \|", re.M)
@@ -38,8 +39,13 @@ def model_keys(model: type[BaseModel] = Manifest, prefix: str = "") -> list[str]
     return keys
 
 
+REQUIRED = object()  # a key of an optional table that the table must give
+
+
 def toml(value: Any) -> str:
     """A default as written in the doc: TOML, with the project shown as <project>."""
+    if isinstance(value, list):
+        return "[" + ", ".join(toml(v) for v in value) + "]"
     if isinstance(value, bool):
         text = "true" if value else "false"
     elif isinstance(value, str):
@@ -55,12 +61,17 @@ def model_defaults() -> dict[str, str]:
     """key -> the default a manifest-less bundle of project iris gets (serverless: its own defaults)."""
     values = parse_manifest(None, project=PROJECT).model_dump()
     values["deploy"]["serverless"] = ServerlessConfig().model_dump()
+    values["deploy"]["update"] = UpdateConfig().model_dump()
+    values["deploy"]["autoscaling"] = {
+        name: REQUIRED if field.is_required() else field.default
+        for name, field in AutoscalingConfig.model_fields.items()
+    }
     flat: dict[str, str] = {}
     for key in model_keys():
         value: Any = values
         for part in key.split("."):
             value = value[part]
-        flat[key] = f"`{toml(value)}`"
+        flat[key] = "required" if value is REQUIRED else "none" if value is None else f"`{toml(value)}`"
     return flat
 
 
