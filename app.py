@@ -85,12 +85,12 @@ def image_scanned(event: CloudWatchEvent) -> dict[str, Any]:
     return handle(event, ImageScan, pipeline.image_scanned)
 
 
-# 4. Training ended: fail the run, or create the model, the endpoint config and the endpoint.
+# 4. Training moved on: record its secondary status, fail the run, or create the model, config and endpoint.
 @app.on_cw_event(
     {
         "source": ["aws.sagemaker"],
         "detail-type": ["SageMaker Training Job State Change"],
-        "detail": {"TrainingJobStatus": ["Completed", "Failed", "Stopped"]},
+        "detail": {"TrainingJobStatus": ["InProgress", "Completed", "Failed", "Stopped"]},
     },
     name="training_state_changed",
 )

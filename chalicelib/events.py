@@ -122,14 +122,26 @@ class ImageScan(_Detail):
 
 
 # --- SageMaker (source aws.sagemaker) ------------------------------------------------------------------
+class SecondaryStatusTransition(_Detail):
+    """One step of a training job (Starting, Downloading, Training, Uploading, ...); times in epoch ms."""
+
+    status: str = Field(alias="Status")
+    start_time: float = Field(alias="StartTime")
+    status_message: str | None = Field(default=None, alias="StatusMessage")
+
+
 class TrainingJobStateChange(_Detail):
-    """detail of `SageMaker Training Job State Change`."""
+    """detail of `SageMaker Training Job State Change` (sent on each status and secondary status change)."""
 
     training_job_name: str = Field(alias="TrainingJobName")
     training_job_status: str = Field(alias="TrainingJobStatus")
     secondary_status: str | None = Field(default=None, alias="SecondaryStatus")
     failure_reason: str | None = Field(default=None, alias="FailureReason")
     tags: dict[str, str] = Field(default_factory=dict, alias="Tags")
+    secondary_status_transitions: tuple[SecondaryStatusTransition, ...] = Field(
+        default=(), alias="SecondaryStatusTransitions"
+    )
+    last_modified_time: float | None = Field(default=None, alias="LastModifiedTime")
 
 
 class EndpointStateChange(_Detail):

@@ -95,6 +95,8 @@ class StageEntry(_Model):
     started_at: str
     ended_at: str | None = None
     detail: str | None = None
+    progress: str | None = None  # the open stage's latest step, e.g. the training job's secondary status
+    progress_at: str | None = None  # when that step began (orders late events)
 
 
 class RunError(_Model):

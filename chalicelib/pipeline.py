@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from chalicelib import names, scangate, specs
+from chalicelib import names, scangate, specs, training_progress
 from chalicelib import statemachine as sm
 from chalicelib.ecr import CACHE_TAG
 from chalicelib.errors import BundleRejected, Conflict, NotFound, StaleEvent, TransientError, UpstreamError
@@ -462,7 +462,8 @@ def _launch_training(svc: Services, run: Run) -> Outcome:
 
 # --- Training job state change: deploy, or fail ---------------------------------------------------------
 def training_state_changed(event: TrainingJobStateChange, svc: Services) -> Outcome:
-    """A training job ended: Failed/Stopped fails the run; Completed creates model, config, endpoint."""
+    """A training job changed: InProgress records its secondary status; Failed/Stopped fails the run;
+    Completed creates model, config, endpoint."""
     run_id = event.tags.get("sagedock:run-id") or names.run_id_from_training_job(event.training_job_name)
     run = svc.runs.find(run_id) if run_id else None
     if run is None:
@@ -483,6 +484,8 @@ def training_state_changed(event: TrainingJobStateChange, svc: Services) -> Outc
             "TrainingStopped",
             f"training job {event.training_job_name} was stopped",
         )
+    if status == "InProgress":
+        return training_progress.training_progressed(event, run, svc)
     if status != "Completed":
         return _ignored(f"training is {status}", run_id=run.run_id)
     return _deploy(svc, run)

@@ -119,6 +119,7 @@ class TrainExecutor:
         if self._stopped(name):
             return
         self._update(name, secondary="Downloading", message="Downloading input data")
+        self._emit(name)
         channels = {
             channel["ChannelName"]: self._download_channel(
                 channel, root / "channels" / channel["ChannelName"]
@@ -164,6 +165,7 @@ class TrainExecutor:
             )
             raise JobFailed(reason)
         self._update(name, secondary="Uploading", message="Uploading generated training model")
+        self._emit(name)
         artifact = self._upload_model(name, request, opt_ml, root)
         self._finish(name, "Completed", artifact=artifact)
 

@@ -1,0 +1,161 @@
+"""Training progress on the run: the secondary status a user watches, never moved backwards by late events."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from typing import Any
+
+import pytest
+
+from chalicelib import statemachine as sm
+from chalicelib.errors import StaleEvent
+from chalicelib.events import TrainingJobStateChange, parse_detail
+from chalicelib.models import ImageRef, Run, SourceRef, Stage, Status
+from chalicelib.outbox import is_transition
+from chalicelib.training_progress import describe, record
+
+RUN_ID = "iris-0123456789ab"
+JOB = f"{RUN_ID}-t1"
+REPO = "123456789012.dkr.ecr.us-east-1.amazonaws.com/sagedock/iris"
+DIGEST = "sha256:" + "ab" * 32
+T0 = "2026-11-21T12:00:00.000Z"
+# 2025-11-21T12:01:00Z and on, in epoch milliseconds as SageMaker's events carry them
+MS = 1763726460000
+STEPS = (
+    ("Starting", "Launching requested ML instances"),
+    ("Downloading", "Downloading input data"),
+    ("Training", "Training image download completed. Training in progress."),
+    ("Uploading", "Uploading generated training model"),
+)
+
+
+def detail(upto: int, *, status: str = "InProgress", job: str = JOB) -> dict[str, Any]:
+    """The detail SageMaker sends when the job enters STEPS[upto]: every transition so far, the last open."""
+    transitions: list[dict[str, Any]] = []
+    for i, (name, message) in enumerate(STEPS[: upto + 1]):
+        step: dict[str, Any] = {"Status": name, "StartTime": MS + i * 1000, "StatusMessage": message}
+        if i < upto:
+            step["EndTime"] = MS + (i + 1) * 1000
+        transitions.append(step)
+    return {
+        "TrainingJobName": job,
+        "TrainingJobArn": f"arn:aws:sagemaker:us-east-1:123456789012:training-job/{job}",
+        "TrainingJobStatus": status,
+        "SecondaryStatus": STEPS[upto][0],
+        "HyperParameters": {},
+        "AlgorithmSpecification": {"TrainingImage": f"{REPO}@{DIGEST}", "TrainingInputMode": "File"},
+        "RoleArn": "arn:aws:iam::123456789012:role/sagemaker",
+        "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 30},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
+        "CreationTime": MS - 5000,
+        "TrainingStartTime": MS,
+        "LastModifiedTime": MS + upto * 1000,
+        "SecondaryStatusTransitions": transitions,
+        "Tags": {"sagedock:run-id": RUN_ID},
+    }
+
+
+def event(upto: int, **kwargs: Any) -> TrainingJobStateChange:
+    return parse_detail(TrainingJobStateChange, detail(upto, **kwargs))
+
+
+def training() -> Run:
+    run = sm.new_run(
+        Run(
+            run_id=RUN_ID,
+            project="iris",
+            status=Status.RECEIVED,
+            source=SourceRef(bucket="sagedock-source", key="bundles/iris/v1.zip", version_id="v1"),
+            created_at=T0,
+            updated_at=T0,
+        )
+    )
+    run = sm.start_build(run, image=ImageRef(repository=REPO, tag=RUN_ID), now=T0)
+    run = sm.record_build(run, build_id="sagedock-build:b1", now=T0)
+    return sm.start_training(run, digest=DIGEST, uri=f"{REPO}@{DIGEST}", job_name=JOB, now=T0)
+
+
+def apply(run: Run, upto: int) -> Run:
+    described = describe(event(upto))
+    assert described is not None
+    progress, at = described
+    return record(run, job=JOB, progress=progress, at=at)
+
+
+def test_describe_names_the_secondary_status_its_message_and_when_it_began() -> None:
+    assert describe(event(1)) == ("Downloading: Downloading input data", "2025-11-21T12:01:01.000Z")
+    assert describe(event(0)) == ("Starting: Launching requested ML instances", "2025-11-21T12:01:00.000Z")
+
+
+def test_describe_without_transitions_uses_the_status_alone_and_the_last_modified_time() -> None:
+    raw = detail(2)
+    raw["SecondaryStatusTransitions"] = []
+    assert describe(parse_detail(TrainingJobStateChange, raw)) == ("Training", "2025-11-21T12:01:02.000Z")
+    del raw["LastModifiedTime"]
+    assert describe(parse_detail(TrainingJobStateChange, raw)) is None  # cannot be ordered: not recorded
+    raw["SecondaryStatus"] = None
+    assert describe(parse_detail(TrainingJobStateChange, raw)) is None
+
+
+def test_progress_is_recorded_on_the_open_train_stage_and_is_not_a_transition() -> None:
+    before = training()
+    after = apply(before, 1)
+    entry = after.stages[-1]
+    assert (entry.stage, entry.status, entry.ended_at) == (Stage.TRAIN, sm.IN_PROGRESS, None)
+    assert entry.progress == "Downloading: Downloading input data"
+    assert entry.progress_at == "2025-11-21T12:01:01.000Z"
+    assert after.status == Status.TRAINING and after.stages[:-1] == before.stages[:-1]
+    assert not is_transition(before, after)  # no Run State Change for a progress update
+    assert after.public()["stages"][-1]["progress"] == "Downloading: Downloading input data"
+
+
+def test_a_newer_step_replaces_an_older_one() -> None:
+    assert apply(apply(training(), 1), 2).stages[-1].progress == (
+        "Training: Training image download completed. Training in progress."
+    )
+
+
+def test_a_late_older_step_and_a_replay_are_stale() -> None:
+    run = apply(training(), 2)
+    with pytest.raises(StaleEvent):
+        apply(run, 1)  # Downloading arrives after Training
+    with pytest.raises(StaleEvent):
+        apply(run, 2)  # the same event again
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(len(STEPS)))))
+def test_any_delivery_order_ends_on_the_newest_step(order: tuple[int, ...]) -> None:
+    run = training()
+    for upto in order:
+        with contextlib.suppress(StaleEvent):
+            run = apply(run, upto)
+    assert run.stages[-1].progress == "Uploading: Uploading generated training model"
+
+
+def test_only_a_training_run_of_that_job_takes_progress() -> None:
+    with pytest.raises(StaleEvent):
+        record(training(), job=f"{RUN_ID}-t0", progress="Training", at="2025-11-21T12:01:02.000Z")
+    deploying = sm.start_deploy(
+        training(),
+        model_artifact="s3://a/model.tar.gz",
+        model_name=RUN_ID,
+        endpoint_config_name=RUN_ID,
+        endpoint_name="iris",
+        now=T0,
+    )
+    with pytest.raises(StaleEvent):
+        record(deploying, job=JOB, progress="Uploading", at="2025-11-21T12:01:03.000Z")
+
+
+def test_the_closed_train_stage_keeps_its_last_progress() -> None:
+    deploying = sm.start_deploy(
+        apply(training(), 3),
+        model_artifact="s3://a/model.tar.gz",
+        model_name=RUN_ID,
+        endpoint_config_name=RUN_ID,
+        endpoint_name="iris",
+        now=T0,
+    )
+    train = next(s for s in deploying.stages if s.stage == Stage.TRAIN)
+    assert train.ended_at == T0 and train.progress == "Uploading: Uploading generated training model"
