@@ -39,11 +39,12 @@ def describe(event: TrainingJobStateChange) -> tuple[str, str] | None:
     return text, _iso(when)
 
 
-def record(run: Run, *, job: str, progress: str, at: str) -> Run:
+def record(run: Run, *, job: str, progress: str, at: str, now: str) -> Run:
     """The run with `progress` on its open train stage; StaleEvent when it does not apply or changes nothing.
 
     Applies only to a TRAINING run of that training job; a step older than the recorded one is stale, so
-    late and replayed events never move the progress backwards.
+    late and replayed events never move the progress backwards. `updated_at` moves (the record changed);
+    the status does not, so no run event is emitted.
     """
     if run.status != Status.TRAINING or run.training_job_name != job:
         raise StaleEvent(
@@ -57,7 +58,7 @@ def record(run: Run, *, job: str, progress: str, at: str) -> Run:
             f"training progress: run {run.run_id} has {entry.progress!r} from {entry.progress_at}"
         )
     updated = entry.model_copy(update={"progress": progress, "progress_at": at})
-    return run.model_copy(update={"stages": (*run.stages[:-1], updated)})
+    return run.model_copy(update={"stages": (*run.stages[:-1], updated), "updated_at": now})
 
 
 def training_progressed(event: TrainingJobStateChange, run: Run, svc: Services) -> dict[str, Any]:
@@ -68,7 +69,8 @@ def training_progressed(event: TrainingJobStateChange, run: Run, svc: Services) 
     progress, at = described
     try:
         svc.runs.update(
-            run.run_id, lambda r: record(r, job=event.training_job_name, progress=progress, at=at)
+            run.run_id,
+            lambda r: record(r, job=event.training_job_name, progress=progress, at=at, now=svc.clock()),
         )
     except StaleEvent as exc:
         return _ignored(str(exc), run.run_id)

@@ -20,6 +20,7 @@ JOB = f"{RUN_ID}-t1"
 REPO = "123456789012.dkr.ecr.us-east-1.amazonaws.com/sagedock/iris"
 DIGEST = "sha256:" + "ab" * 32
 T0 = "2026-11-21T12:00:00.000Z"
+T1 = "2026-11-21T12:05:00.000Z"
 # 2025-11-21T12:01:00Z and on, in epoch milliseconds as SageMaker's events carry them
 MS = 1763726460000
 STEPS = (
@@ -80,7 +81,7 @@ def apply(run: Run, upto: int) -> Run:
     described = describe(event(upto))
     assert described is not None
     progress, at = described
-    return record(run, job=JOB, progress=progress, at=at)
+    return record(run, job=JOB, progress=progress, at=at, now=T1)
 
 
 def test_describe_names_the_secondary_status_its_message_and_when_it_began() -> None:
@@ -106,6 +107,7 @@ def test_progress_is_recorded_on_the_open_train_stage_and_is_not_a_transition() 
     assert entry.progress == "Downloading: Downloading input data"
     assert entry.progress_at == "2025-11-21T12:01:01.000Z"
     assert after.status == Status.TRAINING and after.stages[:-1] == before.stages[:-1]
+    assert after.updated_at == T1
     assert not is_transition(before, after)  # no Run State Change for a progress update
     assert after.public()["stages"][-1]["progress"] == "Downloading: Downloading input data"
 
@@ -135,7 +137,7 @@ def test_any_delivery_order_ends_on_the_newest_step(order: tuple[int, ...]) -> N
 
 def test_only_a_training_run_of_that_job_takes_progress() -> None:
     with pytest.raises(StaleEvent):
-        record(training(), job=f"{RUN_ID}-t0", progress="Training", at="2025-11-21T12:01:02.000Z")
+        record(training(), job=f"{RUN_ID}-t0", progress="Training", at="2025-11-21T12:01:02.000Z", now=T1)
     deploying = sm.start_deploy(
         training(),
         model_artifact="s3://a/model.tar.gz",
@@ -145,7 +147,7 @@ def test_only_a_training_run_of_that_job_takes_progress() -> None:
         now=T0,
     )
     with pytest.raises(StaleEvent):
-        record(deploying, job=JOB, progress="Uploading", at="2025-11-21T12:01:03.000Z")
+        record(deploying, job=JOB, progress="Uploading", at="2025-11-21T12:01:03.000Z", now=T1)
 
 
 def test_the_closed_train_stage_keeps_its_last_progress() -> None:
