@@ -69,6 +69,9 @@ def test_the_sample_bundle_goes_from_upload_to_a_live_endpoint(
     assert image["uri"].endswith("/sagedock/demo@" + image["digest"])
     assert demo_run["model_artifact"].endswith(f"/{demo_run['training_job_name']}/output/model.tar.gz")
     assert demo_run["endpoint_name"] == "iris"
+    # And the train stage kept the last secondary status the training job's events reported
+    train = next(s for s in demo_run["stages"] if s["stage"] == "train")
+    assert re.match(r"(Starting|Downloading|Training|Uploading): \S", train["progress"] or ""), train
     # And the emulator answers like AWS about what was made
     sagemaker = local_cloud.aws("sagemaker")
     endpoint = sagemaker.describe_endpoint(EndpointName="iris")

@@ -161,3 +161,42 @@ def test_the_closed_train_stage_keeps_its_last_progress() -> None:
     )
     train = next(s for s in deploying.stages if s.stage == Stage.TRAIN)
     assert train.ended_at == T0 and train.progress == "Uploading: Uploading generated training model"
+
+
+def test_the_local_clouds_in_progress_event_reaches_the_training_handler_as_progress() -> None:
+    # Given the local training executor's event for a job entering Downloading (DescribeTrainingJob's answer)
+    from datetime import UTC, datetime
+
+    import app
+    from sagedock.local import events
+    from sagedock.local.router import Router
+
+    started = datetime(2025, 11, 21, 12, 1, 0, tzinfo=UTC)
+    downloading = datetime(2025, 11, 21, 12, 1, 1, tzinfo=UTC)
+    description = {
+        "TrainingJobName": JOB,
+        "TrainingJobArn": f"arn:aws:sagemaker:us-east-1:123456789012:training-job/{JOB}",
+        "TrainingJobStatus": "InProgress",
+        "SecondaryStatus": "Downloading",
+        "CreationTime": started,
+        "LastModifiedTime": downloading,
+        "SecondaryStatusTransitions": [
+            {
+                "Status": "Starting",
+                "StartTime": started,
+                "EndTime": downloading,
+                "StatusMessage": "Preparing",
+            },
+            {"Status": "Downloading", "StartTime": downloading, "StatusMessage": "Downloading input data"},
+        ],
+        "Tags": [{"Key": "sagedock:run-id", "Value": RUN_ID}],
+    }
+    event = events.training_job_state_change(description)
+    # Then the app's rule routes it to the training handler, which reads it as progress
+    router = Router(app.app, workers=1)
+    try:
+        assert router.matching(event) == ["training_state_changed"]
+    finally:
+        router.close()
+    parsed = parse_detail(TrainingJobStateChange, event["detail"])
+    assert describe(parsed) == ("Downloading: Downloading input data", "2025-11-21T12:01:01.000Z")
