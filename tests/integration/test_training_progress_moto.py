@@ -12,13 +12,7 @@ from test_pipeline import trained
 from test_run_events import Bus
 
 from sagedock.eventqueue import subscribe
-
-MS = 1763726460000  # 2025-11-21T12:01:00Z in epoch milliseconds, as SageMaker's events carry times
-STEPS = (
-    ("Starting", "Launching requested ML instances"),
-    ("Downloading", "Downloading input data"),
-    ("Training", "Training image download completed. Training in progress."),
-)
+from tests.training_events import in_progress_fields
 
 
 @pytest.fixture
@@ -29,20 +23,9 @@ def bus(cloud: Cloud) -> Bus:
 
 
 def in_progress(job: str, run_id: str, upto: int) -> dict[str, Any]:
-    """The InProgress event SageMaker sends when the job enters STEPS[upto], with the transitions so far."""
+    """The InProgress event SageMaker sends when the job enters STEPS[upto]."""
     event = training_state(job, "InProgress", tags={"sagedock:run-id": run_id})
-    transitions: list[dict[str, Any]] = []
-    for i, (name, message) in enumerate(STEPS[: upto + 1]):
-        step: dict[str, Any] = {"Status": name, "StartTime": MS + i * 1000, "StatusMessage": message}
-        if i < upto:
-            step["EndTime"] = MS + (i + 1) * 1000
-        transitions.append(step)
-    event["detail"].update(
-        SecondaryStatus=STEPS[upto][0],
-        SecondaryStatusTransitions=transitions,
-        LastModifiedTime=MS + upto * 1000,
-        TrainingStartTime=MS,
-    )
+    event["detail"].update(in_progress_fields(upto))
     return event
 
 

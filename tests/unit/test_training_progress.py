@@ -11,70 +11,34 @@ import pytest
 from chalicelib import statemachine as sm
 from chalicelib.errors import StaleEvent
 from chalicelib.events import TrainingJobStateChange, parse_detail
-from chalicelib.models import ImageRef, Run, SourceRef, Stage, Status
+from chalicelib.models import Run, Stage, Status
 from chalicelib.outbox import is_transition
 from chalicelib.training_progress import describe, record
+from tests.training_events import MS, STEPS, in_progress_fields
+from tests.unit.test_statemachine import DIGEST, REPO, RUN_ID, T0, training
 
-RUN_ID = "iris-0123456789ab"
 JOB = f"{RUN_ID}-t1"
-REPO = "123456789012.dkr.ecr.us-east-1.amazonaws.com/sagedock/iris"
-DIGEST = "sha256:" + "ab" * 32
-T0 = "2026-11-21T12:00:00.000Z"
 T1 = "2026-11-21T12:05:00.000Z"
-# 2025-11-21T12:01:00Z and on, in epoch milliseconds as SageMaker's events carry them
-MS = 1763726460000
-STEPS = (
-    ("Starting", "Launching requested ML instances"),
-    ("Downloading", "Downloading input data"),
-    ("Training", "Training image download completed. Training in progress."),
-    ("Uploading", "Uploading generated training model"),
-)
 
 
-def detail(upto: int, *, status: str = "InProgress", job: str = JOB) -> dict[str, Any]:
-    """The detail SageMaker sends when the job enters STEPS[upto]: every transition so far, the last open."""
-    transitions: list[dict[str, Any]] = []
-    for i, (name, message) in enumerate(STEPS[: upto + 1]):
-        step: dict[str, Any] = {"Status": name, "StartTime": MS + i * 1000, "StatusMessage": message}
-        if i < upto:
-            step["EndTime"] = MS + (i + 1) * 1000
-        transitions.append(step)
+def detail(upto: int, *, job: str = JOB) -> dict[str, Any]:
+    """The detail SageMaker sends when the job enters STEPS[upto]."""
     return {
         "TrainingJobName": job,
         "TrainingJobArn": f"arn:aws:sagemaker:us-east-1:123456789012:training-job/{job}",
-        "TrainingJobStatus": status,
-        "SecondaryStatus": STEPS[upto][0],
         "HyperParameters": {},
         "AlgorithmSpecification": {"TrainingImage": f"{REPO}@{DIGEST}", "TrainingInputMode": "File"},
         "RoleArn": "arn:aws:iam::123456789012:role/sagemaker",
         "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 30},
         "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
         "CreationTime": MS - 5000,
-        "TrainingStartTime": MS,
-        "LastModifiedTime": MS + upto * 1000,
-        "SecondaryStatusTransitions": transitions,
+        **in_progress_fields(upto),
         "Tags": {"sagedock:run-id": RUN_ID},
     }
 
 
 def event(upto: int, **kwargs: Any) -> TrainingJobStateChange:
     return parse_detail(TrainingJobStateChange, detail(upto, **kwargs))
-
-
-def training() -> Run:
-    run = sm.new_run(
-        Run(
-            run_id=RUN_ID,
-            project="iris",
-            status=Status.RECEIVED,
-            source=SourceRef(bucket="sagedock-source", key="bundles/iris/v1.zip", version_id="v1"),
-            created_at=T0,
-            updated_at=T0,
-        )
-    )
-    run = sm.start_build(run, image=ImageRef(repository=REPO, tag=RUN_ID), now=T0)
-    run = sm.record_build(run, build_id="sagedock-build:b1", now=T0)
-    return sm.start_training(run, digest=DIGEST, uri=f"{REPO}@{DIGEST}", job_name=JOB, now=T0)
 
 
 def apply(run: Run, upto: int) -> Run:
