@@ -102,6 +102,8 @@ def test_submit_follow_in_a_terminal_shows_a_live_table_until_the_run_succeeds(
     for stage in ("validate", "build", "train", "deploy"):
         assert re.search(rf"{stage}\s+│\s+SUCCEEDED\s+│\s+\d+\.\ds", last_table), last_table
     assert re.search(r"deploy .* endpoint iris", last_table), last_table
+    # And the train row showed the training job's secondary status, recorded from SageMaker's events
+    assert re.search(r"train\s+│.*│\s+(Starting|Downloading|Training|Uploading): ", plain), plain
     assert local_cloud.api.get_run(run_id)["status"] == "SUCCEEDED"
 
 
