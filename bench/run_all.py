@@ -13,6 +13,7 @@ BENCHMARKS = [
     "bench_registry_auth.py",
     "bench_bundle_bytes.py",
     "bench_serve.py",
+    "bench_cli_startup.py",
     "bench_preflight.py",
     "bench_run_events.py",
 ]

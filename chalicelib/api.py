@@ -1,4 +1,4 @@
-"""The HTTP API (a Chalice blueprint): uploads, runs, retries, invocations; errors as JSON {code, message}."""
+"""The HTTP API (a Chalice blueprint): uploads, runs, logs, projects, retries, invocations; errors as JSON."""
 
 from __future__ import annotations
 
@@ -16,13 +16,14 @@ from chalicelib.errors import (
     Conflict,
     ModelFailed,
     NotFound,
+    PayloadTooLarge,
     SagedockError,
     SettingsError,
     StaleEvent,
     TransientError,
     UpstreamError,
 )
-from chalicelib.models import Status
+from chalicelib.models import Stage, Status
 from chalicelib.observability import logger
 from chalicelib.services import get_services
 
@@ -35,6 +36,7 @@ STATUS_OF_ERROR: tuple[tuple[type[SagedockError], int], ...] = (
     (BadRequest, 400),
     (NotFound, 404),
     (Conflict, 409),
+    (PayloadTooLarge, 413),
     (StaleEvent, 409),
     (TransientError, 503),
     (UpstreamError, 502),
@@ -50,7 +52,12 @@ INVOCATION_CONTENT_TYPES = [
     "application/octet-stream",
     "application/x-recordio-protobuf",
 ]
-MAX_UPLOAD_BYTES = 5 * 1024**3
+MAX_UPLOAD_BYTES = 5 * 1024**3  # the largest object one presigned POST can create
+UPLOAD_CONTENT_TYPE = "application/zip"
+UPLOAD_EXPIRES_SECONDS = 900
+MAX_INVOCATION_BYTES = 6 * 1024**2  # SageMaker real-time endpoints refuse larger payloads
+# Chalice answers an unsupported method or content type itself, as {"Code", "Message"}: these become ours.
+CHALICE_ERROR_CODES = {"MethodNotAllowedError": "MethodNotAllowed", "InternalServerError": "Internal"}
 
 
 def error_response(exc: SagedockError) -> Response:
@@ -85,6 +92,18 @@ def json_errors(view: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+@api.middleware("http")
+def chalice_errors_as_ours(event: Request, get_response: Callable[[Request], Response]) -> Response:
+    """Chalice's own 405/415 (and 400 for a binary answer without Accept) in the API's error shape."""
+    response = get_response(event)
+    body = response.body
+    if response.status_code >= 400 and isinstance(body, dict) and set(body) == {"Code", "Message"}:
+        code = str(body["Code"])
+        response.body = {"code": CHALICE_ERROR_CODES.get(code, code), "message": str(body["Message"])}
+        response.headers["Content-Type"] = "application/json"
+    return response
+
+
 class _Query(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -102,7 +121,22 @@ class UploadRequest(_Query):
     """POST /uploads body."""
 
     project: str = Field(pattern=f"^{names.PROJECT_REGEX}$")
-    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,100}\.zip$")
+    name: str | None = Field(default=None, pattern=f"^{names.UPLOAD_NAME_REGEX}$")
+
+
+class LogsQuery(_Query):
+    """GET /runs/{run_id}/logs query string."""
+
+    stage: Stage | None = None
+    limit: int = Field(default=100, ge=1, le=1000)
+    next_token: str | None = Field(default=None, min_length=1, max_length=4096)
+
+
+class ListProjectsQuery(_Query):
+    """GET /projects query string."""
+
+    limit: int = Field(default=20, ge=1, le=100)
+    next_token: str | None = Field(default=None, max_length=2048)
 
 
 def _validated(model: type[_Query], data: Any) -> Any:
@@ -137,21 +171,26 @@ def create_upload() -> dict[str, Any]:
     """A presigned POST for a new bundle, so API users need no S3 permissions of their own."""
     upload = _validated(UploadRequest, _json_body(api.current_request))
     svc = get_services()
-    name = upload.name or f"{uuid.uuid4().hex}.zip"
-    key = f"{names.BUNDLE_PREFIX}{upload.project}/{name}"
-    expires = 900
+    bucket = svc.settings.source_bucket
+    # A fresh one-time key names the run alone, so its id is known before the bundle exists.
+    key = names.upload_key(upload.project, uuid.uuid4().hex, upload.name)
     presigned = svc.s3.generate_presigned_post(
-        Bucket=svc.settings.source_bucket,
+        Bucket=bucket,
         Key=key,
-        Conditions=[["content-length-range", 1, MAX_UPLOAD_BYTES]],
-        ExpiresIn=expires,
+        Fields={"Content-Type": UPLOAD_CONTENT_TYPE},
+        Conditions=[
+            ["content-length-range", 1, MAX_UPLOAD_BYTES],
+            {"Content-Type": UPLOAD_CONTENT_TYPE},
+        ],
+        ExpiresIn=UPLOAD_EXPIRES_SECONDS,
     )
     return {
-        "bucket": svc.settings.source_bucket,
+        "bucket": bucket,
         "key": key,
         "url": presigned["url"],
         "fields": presigned["fields"],
-        "expires_in": expires,
+        "expires_in": UPLOAD_EXPIRES_SECONDS,
+        "run_id": names.run_id_for(upload.project, bucket, key, ""),
     }
 
 
@@ -173,6 +212,47 @@ def get_run(run_id: str) -> dict[str, Any]:
     if not names.is_run_id(run_id):
         raise NotFound(f"no run {run_id}")
     return get_services().runs.get(run_id).public()
+
+
+@api.route("/runs/{run_id}/logs", methods=["GET"], authorizer=iam)
+@json_errors
+def run_logs(run_id: str) -> dict[str, Any]:
+    """The tail of a stage's logs (the failed or current one by default); next_token for what follows."""
+    from chalicelib.aws import client
+    from chalicelib.logs import CloudWatchLogs, run_logs
+
+    query = _validated(LogsQuery, api.current_request.query_params)
+    if not names.is_run_id(run_id):
+        raise NotFound(f"no run {run_id}")
+    svc = get_services()
+    return run_logs(
+        svc.runs.get(run_id),
+        query.stage,
+        limit=query.limit,
+        next_token=query.next_token,
+        codebuild_project=svc.settings.codebuild_project,
+        logs=CloudWatchLogs(client("logs")),
+    )
+
+
+@api.route("/projects", methods=["GET"], authorizer=iam)
+@json_errors
+def list_projects() -> dict[str, Any]:
+    """Projects, the one with the newest run first, with their latest run's status."""
+    query = _validated(ListProjectsQuery, api.current_request.query_params)
+    projects, token = get_services().runs.list_projects(limit=query.limit, next_token=query.next_token)
+    return {"projects": projects, "next_token": token}
+
+
+@api.route("/projects/{project}", methods=["GET"], authorizer=iam)
+@json_errors
+def get_project(project: str) -> dict[str, Any]:
+    """A project's latest run, latest successful image and endpoint."""
+    from chalicelib.projects import project_view
+
+    if not names.is_valid_project(project):
+        raise NotFound(f"no project {project}: project names are {names.PROJECT_RULE}")
+    return project_view(project, get_services())
 
 
 @api.route("/runs/{run_id}/retry", methods=["POST"], authorizer=iam)
@@ -203,6 +283,11 @@ def invoke_endpoint(name: str) -> Response:
     body = raw.encode() if isinstance(raw, str) else raw
     if not body:
         raise BadRequest("the invocation body is empty", code="BadRequest")
+    if len(body) > MAX_INVOCATION_BYTES:
+        raise PayloadTooLarge(
+            f"the invocation body is {len(body)} bytes; SageMaker endpoints accept at most "
+            f"{MAX_INVOCATION_BYTES} bytes (6 MB): send smaller batches, or use batch transform"
+        )
     answer, content_type = Endpoints(client("sagemaker-runtime")).invoke(
         name, body, headers.get("content-type", "application/octet-stream"), headers.get("accept")
     )

@@ -49,6 +49,7 @@ RETRIES: dict[str, dict[str, str | int]] = {
     "application-autoscaling": {"mode": "standard", "total_max_attempts": 5},
     "cloudwatch": {"mode": "standard", "total_max_attempts": 5},
     "events": {"mode": "standard", "total_max_attempts": 5},
+    "logs": {"mode": "standard", "total_max_attempts": 3},  # GET /runs/{id}/logs: the caller polls again
 }
 
 

@@ -97,3 +97,9 @@ class ModelFailed(SagedockError):
     def __init__(self, message: str, *, status: int) -> None:
         super().__init__(message)
         self.status = status
+
+
+class PayloadTooLarge(SagedockError):
+    """A request body is larger than the service behind the route accepts."""
+
+    code = "PayloadTooLarge"

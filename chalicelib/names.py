@@ -14,6 +14,12 @@ PROJECT_RULE = "1-40 lowercase letters, digits or hyphens, starting and ending w
 # SageMaker resource names: ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}
 SAGEMAKER_NAME_PATTERN = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 RUN_ID_PATTERN = re.compile(PROJECT_REGEX + r"-[0-9a-f]{12}")
+# A key POST /uploads chose for one upload: bundles/<project>/uploads/<32 hex upload id>/<name>.zip.
+UPLOAD_NAME_REGEX = r"[A-Za-z0-9._-]{1,100}\.zip"
+UPLOAD_KEY_PATTERN = re.compile(
+    re.escape(BUNDLE_PREFIX) + PROJECT_REGEX + r"/uploads/[0-9a-f]{32}/" + UPLOAD_NAME_REGEX
+)
+DEFAULT_UPLOAD_NAME = "bundle.zip"
 
 
 def project_from_key(key: str) -> str | None:
@@ -31,11 +37,25 @@ def is_valid_project(project: str) -> bool:
     return bool(PROJECT_PATTERN.fullmatch(project))
 
 
+def upload_key(project: str, upload_id: str, name: str | None = None) -> str:
+    """The one-time key of an upload through the API (its run id is then known before the upload)."""
+    return f"{BUNDLE_PREFIX}{project}/uploads/{upload_id}/{name or DEFAULT_UPLOAD_NAME}"
+
+
+def is_upload_key(key: str) -> bool:
+    """Whether the key is one POST /uploads chose (it names its run alone, whatever its version)."""
+    return bool(UPLOAD_KEY_PATTERN.fullmatch(key))
+
+
 def run_id_for(project: str, bucket: str, key: str, version: str) -> str:
     """`<project>-<12 hex>`: stable for one bundle object (its version id, or its etag when unversioned).
 
-    It doubles as the image tag and as the base of every SageMaker name, so it stays within 53 characters.
+    A key POST /uploads chose is used once, so it alone names the run: the API returns the run id before
+    the upload, when the version id S3 will assign is not yet known. It doubles as the image tag and as
+    the base of every SageMaker name, so it stays within 53 characters.
     """
+    if is_upload_key(key):
+        version = ""
     digest = hashlib.sha256(f"{bucket}\n{key}\n{version}".encode()).hexdigest()[:12]
     safe_project = project if is_valid_project(project) else "invalid"
     return f"{safe_project}-{digest}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import builtins
 import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
@@ -13,6 +14,7 @@ from botocore.exceptions import ClientError
 from chalicelib.aws import error_code, translate
 from chalicelib.errors import BadRequest, ConcurrentUpdate, Conflict, NotFound, StaleEvent
 from chalicelib.models import Run, Status
+from chalicelib.observability import logger
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -28,6 +30,11 @@ BY_SCAN_WAIT_INDEX = "by_scan_wait"
 SCAN_WAIT_STATUSES = frozenset({Status.BUILDING, Status.TRAINING})
 RUN_KIND = "run"
 ENDPOINT_PREFIX = "endpoint#"
+# One summary item per project (kind "project" in by_created, sorted by its latest run's created_at) and
+# one pointer to its latest SUCCEEDED run: GET /projects lists projects without reading their runs.
+PROJECT_KIND = "project"
+PROJECT_PREFIX = "project#"
+SUCCEEDED_PREFIX = "succeeded#"
 MAX_UPDATE_ATTEMPTS = 8
 MAX_LIST_QUERIES = 20
 
@@ -120,12 +127,12 @@ def decode_token(token: str) -> dict[str, Any]:
     return result
 
 
-def _check_start_key(key: dict[str, Any], project: str | None) -> None:
+def _check_start_key(key: dict[str, Any], project: str | None, kind: str = RUN_KIND) -> None:
     """A token must be a position in the very index (and project) being listed."""
     if project:
         valid = set(key) == {"run_id", "created_at", "project"} and key["project"]["S"] == project
     else:
-        valid = set(key) == {"run_id", "created_at", "kind"} and key["kind"]["S"] == RUN_KIND
+        valid = set(key) == {"run_id", "created_at", "kind"} and key["kind"]["S"] == kind
     if not valid:
         raise BadRequest("next_token does not belong to this query", code="InvalidToken")
 
@@ -164,6 +171,7 @@ class RunStore:
             if error_code(exc) == "ConditionalCheckFailedException":
                 return self.get(run.run_id), False
             raise translate(exc, "recording the run") from exc
+        self._summarise(run)
         if self._outbox is not None:
             self._outbox.flush(self, run, claim)
         return run, True
@@ -224,6 +232,8 @@ class RunStore:
                 stored = self.save(new, expected_version=current.version)
             except ConcurrentUpdate:
                 continue
+            if stored.status != current.status:  # the summary shows the status: only a new one changes it
+                self._summarise(stored)
             if self._outbox is not None:
                 self._outbox.flush(self, stored, claim)
             return stored
@@ -259,17 +269,22 @@ class RunStore:
             page = dict(query, Limit=limit - len(runs))
             if start:
                 page["ExclusiveStartKey"] = start
-            try:
-                response = self._client.query(**page)
-            except ClientError as exc:
-                if error_code(exc) == "ValidationException" and start:
-                    raise BadRequest("next_token does not belong to this query", code="InvalidToken") from exc
-                raise translate(exc, "listing runs") from exc
+            response = self._query(page, "listing runs")
             runs.extend(_run(item) for item in response.get("Items", []))
             start = response.get("LastEvaluatedKey")
             if not start or len(runs) >= limit:
                 break
         return runs, encode_token(start) if start else None
+
+    def _query(self, query: dict[str, Any], doing: str) -> dict[str, Any]:
+        """One page of an index; DynamoDB refusing a start key means a token of another listing."""
+        try:
+            response: dict[str, Any] = self._client.query(**query)  # type: ignore[assignment]
+        except ClientError as exc:
+            if error_code(exc) == "ValidationException" and "ExclusiveStartKey" in query:
+                raise BadRequest("next_token does not belong to this query", code="InvalidToken") from exc
+            raise translate(exc, doing) from exc
+        return response
 
     def with_pending_events(self, limit: int = 100) -> tuple[str, ...]:
         """The ids of runs whose outbox holds events not yet published (oldest first)."""
@@ -334,3 +349,87 @@ class RunStore:
             raise translate(exc, "reading the endpoint's deployment") from exc
         item = response.get("Item")
         return item["owner"]["S"] if item else None
+
+    # --- projects -----------------------------------------------------------------------------------------
+    def _summarise(self, run: Run) -> None:
+        """Point the project's summary (and, once SUCCEEDED, its latest success) at this run: on creation and
+        on each change of status (one write per step, not per save, to spend little of the retry quota).
+
+        Conditional, so a late write of an older run, or of an older version of this run, changes nothing.
+        A failed write is logged and skipped: the run itself is recorded, and GET /projects/{project}
+        reads the runs; only the listing's status lags until the project's next transition.
+        """
+        newer = "attribute_not_exists(run_id) OR created_at < :c OR (latest_run_id = :r AND run_version < :v)"
+        values = {":c": {"S": run.created_at}, ":r": {"S": run.run_id}, ":v": {"N": str(run.version)}}
+        items = [
+            {
+                "run_id": {"S": PROJECT_PREFIX + run.project},
+                "kind": {"S": PROJECT_KIND},
+                "project_name": {"S": run.project},
+                "status": {"S": run.status.value},
+            }
+        ]
+        if run.status == Status.SUCCEEDED:
+            items.append({"run_id": {"S": SUCCEEDED_PREFIX + run.project}})
+        for item in items:
+            item |= {
+                "created_at": {"S": run.created_at},
+                "updated_at": {"S": run.updated_at},
+                "latest_run_id": {"S": run.run_id},
+                "run_version": {"N": str(run.version)},
+            }
+            try:
+                self._client.put_item(
+                    TableName=self._table,
+                    Item=item,
+                    ConditionExpression=newer,
+                    ExpressionAttributeValues=values,
+                )
+            except ClientError as exc:
+                if error_code(exc) != "ConditionalCheckFailedException":
+                    logger.warning("could not update %s: %s", item["run_id"]["S"], error_code(exc))
+
+    def list_projects(
+        self, *, limit: int, next_token: str | None
+    ) -> tuple[builtins.list[dict[str, Any]], str | None]:
+        """Projects, the one with the newest run first: {project, latest_run_id, status, updated_at}."""
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": BY_CREATED_INDEX,
+            "KeyConditionExpression": "kind = :k",
+            "ExpressionAttributeValues": {":k": {"S": PROJECT_KIND}},
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if next_token:
+            start = decode_token(next_token)
+            _check_start_key(start, None, PROJECT_KIND)
+            query["ExclusiveStartKey"] = start
+        response = self._query(query, "listing projects")
+        projects = [
+            {
+                "project": item["project_name"]["S"],
+                "latest_run_id": item["latest_run_id"]["S"],
+                "status": item["status"]["S"],
+                "updated_at": item["updated_at"]["S"],
+            }
+            for item in response.get("Items", [])
+        ]
+        last = response.get("LastEvaluatedKey")
+        return projects, encode_token(last) if last else None
+
+    def latest_run(self, project: str) -> Run | None:
+        """The project's newest run, or None when it has none."""
+        runs, _token = self.list(project=project, status=None, limit=1, next_token=None)
+        return runs[0] if runs else None
+
+    def latest_succeeded(self, project: str) -> Run | None:
+        """The project's newest SUCCEEDED run, or None."""
+        try:
+            response = self._client.get_item(
+                TableName=self._table, Key={"run_id": {"S": SUCCEEDED_PREFIX + project}}, ConsistentRead=True
+            )
+        except ClientError as exc:
+            raise translate(exc, "reading the project's latest success") from exc
+        item = response.get("Item")
+        return self.find(item["latest_run_id"]["S"]) if item else None

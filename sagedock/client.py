@@ -130,6 +130,33 @@ class ApiClient:
             if not token:
                 return
 
+    def retry_run(self, run_id: str) -> dict[str, Any]:
+        """Restart a FAILED run from its failed stage; returns the run."""
+        return self._json("POST", f"/runs/{urllib.parse.quote(run_id, safe='')}/retry", body=b"{}")
+
+    def get_logs(
+        self,
+        run_id: str,
+        *,
+        stage: str | None = None,
+        limit: int | None = None,
+        next_token: str | None = None,
+    ) -> dict[str, Any]:
+        """A page of a stage's log events; passing back next_token returns only newer events."""
+        query = {"stage": stage, "limit": limit, "next_token": next_token}
+        return self._json(
+            "GET",
+            f"/runs/{urllib.parse.quote(run_id, safe='')}/logs",
+            query={k: str(v) for k, v in query.items() if v is not None},
+        )
+
+    def list_projects(self, *, limit: int | None = None, next_token: str | None = None) -> dict[str, Any]:
+        query = {"limit": limit, "next_token": next_token}
+        return self._json("GET", "/projects", query={k: str(v) for k, v in query.items() if v is not None})
+
+    def get_project(self, project: str) -> dict[str, Any]:
+        return self._json("GET", f"/projects/{urllib.parse.quote(project, safe='')}")
+
     def create_upload(self, project: str, name: str) -> dict[str, Any]:
         """A presigned POST for a bundle (for callers with no S3 rights of their own)."""
         body = json.dumps({"project": project, "name": name}).encode()
@@ -177,6 +204,8 @@ class ApiClient:
         if query:
             url += "?" + urllib.parse.urlencode(query)
         all_headers = {"Accept": "application/json", **(headers or {})}
+        if not url.startswith(("http://", "https://")):  # before signing: a typo is not a credentials problem
+            raise ApiError(0, "BadUrl", f"not an http(s) URL: {url!r}")
         if not self._target.local:
             all_headers = self._signed(method, url, body, all_headers)
         status, answer_headers, data = _http(method, url, body, all_headers, self._timeout)
@@ -233,7 +262,8 @@ def _http(
     except urllib.error.HTTPError as exc:
         raise _api_error(exc.code, exc.read()) from exc
     except (urllib.error.URLError, OSError) as exc:
-        raise ApiError(0, "Unreachable", f"cannot reach {url}: {exc}") from exc
+        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        raise ApiError(0, "Unreachable", f"cannot reach {url}: {reason}") from exc
 
 
 def _api_error(status: int, data: bytes) -> ApiError:

@@ -7,13 +7,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from sagedock.exitcodes import EXIT_USAGE, CliError
+
 
 def _pairs(values: list[str], option: str) -> dict[str, str]:
     result: dict[str, str] = {}
     for value in values:
         key, sep, rest = value.partition("=")
         if not sep or not key:
-            raise SystemExit(f"sagedock check-container: {option} expects NAME=VALUE, got {value!r}")
+            raise CliError(f"check-container: {option} expects NAME=VALUE, got {value!r}", EXIT_USAGE)
         result[key] = rest
     return result
 
@@ -76,7 +78,12 @@ def run(args: argparse.Namespace) -> int:
     hyperparameters = _pairs(args.hyperparameter, "--hyperparameter") if args.hyperparameter else None
     named_channels = _pairs(args.channel, "--channel")
     channels = {name: Path(path) for name, path in named_channels.items()} if named_channels else None
-    sample = args.sample.read_bytes() if args.sample else None
+    try:
+        sample = args.sample.read_bytes() if args.sample else None
+    except OSError as exc:
+        raise CliError(
+            f"check-container: cannot read --sample {args.sample}: {exc.strerror}", EXIT_USAGE
+        ) from exc
 
     def log(line: str) -> None:
         print(f"  | {line}", file=sys.stderr, flush=True)

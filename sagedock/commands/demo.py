@@ -18,7 +18,7 @@ from typing import Any
 from sagedock.client import ApiClient, ApiError, Target, resolve_target
 from sagedock.commands.local import configure_logging
 from sagedock.commands.status import error_text, timeline
-from sagedock.commands.submit import SubmitError, follow, submit
+from sagedock.commands.submit import SubmitError, submit
 
 PROJECT = "demo"
 SAMPLES_PER_LABEL = 1
@@ -100,7 +100,10 @@ def _demo(target: Target, bundle: Path, timeout: float, say: Any) -> int:
     client = ApiClient(target)
     say(f"submitting {bundle} as project {PROJECT!r}")
     submission = submit(bundle, PROJECT, target, say=say)
-    record = follow(client, submission.run_id, timeout=timeout, say=lambda line: say("  " + line))
+    from sagedock.follow import follow_view, watch
+
+    view = follow_view(submission.run_id, say=lambda line: say("  " + line))
+    record = watch(client, submission.run_id, view, timeout=timeout)
     if record.get("status") != "SUCCEEDED":
         print(f"the run FAILED: {error_text(record)}", file=sys.stderr)
         print("timeline:\n" + timeline(record), file=sys.stderr)

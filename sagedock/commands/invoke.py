@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sagedock.client import ApiClient, ApiError, NoTarget, add_target_arguments, target_from_args
+from sagedock.client import ApiClient, ApiError, add_target_arguments, target_from_args
+from sagedock.exitcodes import EXIT_FAILED, EXIT_USAGE, CliError
 
 
 def register(subparsers: Any) -> None:
@@ -25,19 +26,25 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Exit 1 when the endpoint (or the API on its behalf) answers an error; 3 when the API is unreachable."""
     if args.data is not None:
         body = args.data.replace("\\n", "\n").encode()
     elif args.file is not None:
-        body = args.file.read_bytes()
+        try:
+            body = args.file.read_bytes()
+        except OSError as exc:
+            raise CliError(f"cannot read --file {args.file}: {exc.strerror}", EXIT_USAGE) from exc
     else:
         body = sys.stdin.buffer.read()
     try:
         _, answer = ApiClient(target_from_args(args)).invoke(
             args.endpoint, body, content_type=args.content_type, accept=args.accept
         )
-    except (ApiError, NoTarget) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    except ApiError as exc:
+        if exc.status == 0:
+            raise
+        print(f"error: endpoint {args.endpoint} answered {exc.status} {exc}", file=sys.stderr)
+        return EXIT_FAILED
     sys.stdout.write(answer.decode("utf-8", "replace"))
     if not answer.endswith(b"\n"):
         sys.stdout.write("\n")

@@ -3,30 +3,29 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from datetime import datetime
 from typing import Any
 
-from sagedock.client import ApiClient, ApiError, NoTarget, add_target_arguments, target_from_args
+from sagedock.client import ApiClient, add_target_arguments, target_from_args
+from sagedock.output import add_output_argument, print_json, stage_note
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("status", help="show one run: status, timeline, provenance, error")
     parser.add_argument("run_id", metavar="RUN_ID")
-    parser.add_argument("--json", action="store_true", help="print the run record as JSON")
+    add_output_argument(parser)
+    parser.add_argument(
+        "--json", dest="output", action="store_const", const="json", help="the same as --output json"
+    )
     add_target_arguments(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        record = ApiClient(target_from_args(args)).get_run(args.run_id)
-    except (ApiError, NoTarget) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    if args.json:
-        print(json.dumps(record, indent=2))
+    """Exit 1 when the run FAILED, so scripts can branch on the outcome."""
+    record = ApiClient(target_from_args(args)).get_run(args.run_id)
+    if args.output == "json":
+        print_json(record)
     else:
         print(describe(record))
     return 0 if record.get("status") != "FAILED" else 1
@@ -49,7 +48,7 @@ def timeline(record: dict[str, Any]) -> str:
     lines = []
     for entry in record.get("stages") or []:
         duration = _seconds(entry.get("started_at"), entry.get("ended_at"))
-        detail = entry.get("detail") or ""
+        detail = stage_note(entry)
         lines.append(
             f"  {entry.get('stage', ''):<9} {entry.get('status', ''):<12} {duration:>7}  {detail}".rstrip()
         )
@@ -86,4 +85,8 @@ def describe(record: dict[str, Any]) -> str:
         text += "\ntimeline:\n" + timeline(record)
     if record.get("status") == "FAILED":
         text += "\nerror: " + error_text(record)
+        run_id = record.get("run_id")
+        text += (
+            f"\nnext: `sagedock logs {run_id}` shows the stage's log; `sagedock retry {run_id}` runs it again"
+        )
     return text

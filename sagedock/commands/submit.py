@@ -15,19 +15,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from chalicelib.names import PROJECT_RULE, is_valid_project, run_id_for
 from sagedock.client import (
     ApiClient,
     ApiError,
-    NoTarget,
     Target,
     add_target_arguments,
     post_form,
     target_from_args,
 )
 from sagedock.commands.status import error_text
+from sagedock.exitcodes import EXIT_FAILED, EXIT_USAGE, CliError
+from sagedock.output import add_follow_arguments
 
 PROJECT_HELP = f"names the ECR repository and, by default, the endpoint: {PROJECT_RULE}"
 SKIPPED_DIRS = {
@@ -41,8 +40,7 @@ SKIPPED_DIRS = {
     ".pytest_cache",
     ".ruff_cache",
 }
-TERMINAL = ("SUCCEEDED", "FAILED")
-POLL_SECONDS = 0.5
+RUN_POLL_SECONDS = 0.5
 # Zip entries get a fixed time so the same directory always makes the same bundle bytes.
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
@@ -66,10 +64,7 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("submit", help="upload a bundle (a directory or a zip) and start a run")
     parser.add_argument("path", metavar="DIR|ZIP", type=Path)
     parser.add_argument("--project", required=True, type=project_name, help=PROJECT_HELP)
-    parser.add_argument("--follow", action="store_true", help="show the run stage by stage until it ends")
-    parser.add_argument(
-        "--timeout", type=float, default=1800, help="give up following after this many seconds"
-    )
+    add_follow_arguments(parser)
     add_target_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -85,24 +80,25 @@ def run(args: argparse.Namespace) -> int:
     try:
         target = target_from_args(args)
         submission = submit(args.path, args.project, target, say=print)
-    except (SubmitError, NoTarget) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except SubmitError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
     if not args.follow:
         return 0
     return follow_to_the_end(ApiClient(target), submission.run_id, timeout=args.timeout)
 
 
 def follow_to_the_end(client: ApiClient, run_id: str, *, timeout: float) -> int:
-    """Follow the run, printing its stages; exit code 0 SUCCEEDED, 1 FAILED, 3 lost the API or timed out."""
-    try:
-        record = follow(client, run_id, timeout=timeout, say=print)
-    except (ApiError, TimeoutError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 3
+    """Follow the run (live on a terminal, line by line otherwise); 0 if it SUCCEEDED, 1 if it FAILED."""
+    from sagedock.follow import follow_view, watch
+
+    sys.stdout.flush()
+    record = watch(client, run_id, follow_view(run_id), timeout=timeout)
     if record.get("status") != "SUCCEEDED":
-        print(f"run {run_id} FAILED: {error_text(record)}", file=sys.stderr)
-        return 1
+        print(
+            f"run {run_id} FAILED: {error_text(record)} (`sagedock logs {run_id}` shows the stage's log)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     return 0
 
 
@@ -169,17 +165,22 @@ def submit(path: Path, project: str, target: Target, *, say: Callable[[str], Any
         raise SubmitError(f"invalid project {project!r}: {PROJECT_HELP}")
     data = bundle_bytes(path)
     name = f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{hashlib.sha256(data).hexdigest()[:8]}.zip"
+    announced: str | None = None
     if target.source_bucket:
         bucket, key = target.source_bucket, f"bundles/{project}/{name}"
+        from botocore.exceptions import BotoCoreError, ClientError
+
         try:
             answer = _s3(target).put_object(Bucket=bucket, Key=key, Body=data, ContentType="application/zip")
         except (BotoCoreError, ClientError) as exc:
             raise SubmitError(f"could not upload to s3://{bucket}/{key}: {exc}") from exc
         etag, version_id = str(answer.get("ETag", "")).strip('"'), answer.get("VersionId")
     else:
-        bucket, key, etag, version_id = _presigned_upload(target, project, name, data)
+        bucket, key, etag, version_id, announced = _presigned_upload(target, project, name, data)
     say(f"uploaded s3://{bucket}/{key} ({len(data)} bytes)")
-    if version_id or etag:
+    if announced:  # POST /uploads names the run the upload starts
+        run_id = announced
+    elif version_id or etag:
         run_id = run_id_for(project, bucket, key, version_id or etag)
     else:  # the upload's answer did not identify the object version: ask the API which run it started
         run_id = _run_of(ApiClient(target), project, key)
@@ -189,18 +190,24 @@ def submit(path: Path, project: str, target: Target, *, say: Callable[[str], Any
 
 def _presigned_upload(
     target: Target, project: str, name: str, data: bytes
-) -> tuple[str, str, str, str | None]:
-    """Upload through the API's POST /uploads (no S3 rights needed): (bucket, key, etag, version id)."""
+) -> tuple[str, str, str, str | None, str | None]:
+    """Upload through the API's POST /uploads (no S3 rights needed): (bucket, key, etag, version id, run id).
+
+    An API that cannot be reached is left to the caller (exit 3); S3 refusing the form is a SubmitError.
+    """
+    upload = ApiClient(target).create_upload(project, name)
     try:
-        upload = ApiClient(target).create_upload(project, name)
         headers = post_form(upload["url"], upload["fields"], name, data)
     except ApiError as exc:
-        raise SubmitError(f"the upload through the API failed: {exc}") from exc
+        if exc.status == 0:
+            raise
+        raise SubmitError(f"the upload to {upload['url']} was refused: {exc}") from exc
     return (
         upload["bucket"],
         upload["key"],
         headers.get("etag", "").strip('"'),
         headers.get("x-amz-version-id"),
+        upload.get("run_id"),
     )
 
 
@@ -211,7 +218,7 @@ def _run_of(client: ApiClient, project: str, key: str, timeout: float = 60) -> s
         for record in client.iter_runs(project=project):
             if (record.get("source") or {}).get("key") == key:
                 return str(record["run_id"])
-        time.sleep(POLL_SECONDS)
+        time.sleep(RUN_POLL_SECONDS)
     raise SubmitError(f"no run was recorded for {key} within {timeout:.0f}s")
 
 
@@ -228,39 +235,3 @@ def aws_client(target: Target, service: str) -> Any:
         keys = {"aws_access_key_id": target.credentials[0], "aws_secret_access_key": target.credentials[1]}
     session = boto3.session.Session(**keys)  # type: ignore[arg-type]
     return session.client(service, endpoint_url=target.endpoint_url, region_name=target.region)  # type: ignore[call-overload]
-
-
-def follow(
-    client: ApiClient,
-    run_id: str,
-    *,
-    timeout: float,
-    say: Callable[[str], Any] = print,
-    poll: float = POLL_SECONDS,
-) -> dict[str, Any]:
-    """Poll the run until it ends, saying each stage as it starts and ends; returns the final record."""
-    deadline = time.monotonic() + timeout
-    started = time.monotonic()
-    seen: set[tuple[str, str]] = set()
-    status = ""
-    while True:
-        try:
-            record = client.get_run(run_id)
-        except ApiError as exc:
-            if exc.status != 404:
-                raise
-            record = {}
-        for entry in record.get("stages") or []:
-            key = (str(entry.get("stage")), str(entry.get("status")))
-            if key not in seen:
-                seen.add(key)
-                detail = f" - {entry['detail']}" if entry.get("detail") else ""
-                say(f"[{time.monotonic() - started:6.1f}s] {key[0]:<9} {key[1]}{detail}")
-        if record.get("status") and record["status"] != status:
-            status = record["status"]
-            if status in TERMINAL:
-                say(f"[{time.monotonic() - started:6.1f}s] run {status}")
-                return record
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"run {run_id} is still {status or 'not recorded'} after {timeout:.0f}s")
-        time.sleep(poll)

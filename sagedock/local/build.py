@@ -24,6 +24,7 @@ from typing import Any
 from sagedock.local import events
 from sagedock.local.emulator import ApiCall, ApiReply, Emulator
 from sagedock.local.images import ImageStore
+from sagedock.local.logs import LineTee, cloudwatch_logger
 
 log = logging.getLogger("local_cloud.build")
 
@@ -249,7 +250,10 @@ class BuildExecutor:
         region = self._emulator.region
         build.log_path.parent.mkdir(parents=True, exist_ok=True)
         workspace = self._workdir / "src" / build.id.replace(":", "-")
-        with build.log_path.open("a") as logfile:
+        stream = cloudwatch_logger(
+            self._emulator.client("logs"), f"/aws/codebuild/{build.project}", build.id.split(":", 1)[-1]
+        )
+        with build.log_path.open("a") as file, LineTee(file, stream) as logfile:
             self._emit(build, region)
             try:
                 self._phase(build, "PROVISIONING", logfile, lambda: None)

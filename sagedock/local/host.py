@@ -13,9 +13,11 @@ the endpoint's serve (during a shift, the old or the new one in the step's propo
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import threading
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,7 +28,7 @@ from sagedock.contract import ServeProcess, free_port
 from sagedock.local import events
 from sagedock.local.emulator import ApiCall, ApiReply, Emulator
 from sagedock.local.images import ImageStore
-from sagedock.local.logs import line_logger
+from sagedock.local.logs import cloudwatch_logger, line_logger, tee
 from sagedock.local.rollout import RolledBack, Shift, bake, traffic_steps
 
 log = logging.getLogger("local_cloud.host")
@@ -164,6 +166,11 @@ class HostExecutor:
                 status=424,
             )
             reply.headers["x-amzn-OriginalStatusCode"] = str(status)
+            # As SageMaker Runtime answers: the model's own status and message are members of the error.
+            error = json.loads(reply.body)
+            reply.body = json.dumps(
+                error | {"OriginalStatusCode": status, "OriginalMessage": message}
+            ).encode()
             return reply
         return ApiReply(
             200, body, {"Content-Type": out_type, "x-Amzn-Invoked-Production-Variant": "AllTraffic"}
@@ -175,7 +182,7 @@ class HostExecutor:
     ) -> None:
         workdir = self._workdir / name / f"{config_name}-{datetime.now(UTC):%H%M%S%f}"
         try:
-            process, variant = self._start(config_name, workdir)
+            process, variant = self._start(name, config_name, workdir)
         except DeployFailed as failure:
             self._failed(name, str(failure), updating)
             return
@@ -242,7 +249,7 @@ class HostExecutor:
         self._set_endpoint(name, status="InService", failure_reason=reason)
         self._emit(name)
 
-    def _start(self, config_name: str, workdir: Path) -> tuple[ServeProcess, dict[str, Any]]:
+    def _start(self, name: str, config_name: str, workdir: Path) -> tuple[ServeProcess, dict[str, Any]]:
         sagemaker = self._emulator.client("sagemaker")
         config = sagemaker.describe_endpoint_config(EndpointConfigName=config_name)
         variant = config["ProductionVariants"][0]
@@ -265,7 +272,15 @@ class HostExecutor:
             port=free_port(),
             workdir=workdir,
             extra_env={str(k): str(v) for k, v in (container.get("Environment") or {}).items()},
-            log=line_logger(workdir / "serve.log"),
+            log=tee(
+                line_logger(workdir / "serve.log"),
+                # SageMaker's stream of one instance of the variant: <variant>/<instance id>
+                cloudwatch_logger(
+                    self._emulator.client("logs"),
+                    f"/aws/sagemaker/Endpoints/{name}",
+                    f"{variant.get('VariantName', 'AllTraffic')}/i-{uuid.uuid4().hex[:17]}",
+                ),
+            ),
         )
         if not process.wait_healthy(timeout):
             process.stop(grace=5)

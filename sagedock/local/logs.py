@@ -1,4 +1,6 @@
-"""How local invocations log: Lambda output to the app log (one invocation at a time), job output to files."""
+"""How local invocations log: Lambda output to the app log (one invocation at a time); job output to files and
+to the emulator's CloudWatch Logs, under the group and stream names AWS uses, so GET /runs/{id}/logs reads
+them with the same code as in AWS."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import io
 import logging
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
@@ -22,6 +25,70 @@ def line_logger(path: Path) -> Callable[[str], None]:
             handle.write(line + "\n")
 
     return write
+
+
+def cloudwatch_logger(logs: Any, group: str, stream: str) -> Callable[[str], None]:
+    """A callback that puts each line into a CloudWatch Logs stream (created on the first line), as
+    CodeBuild and SageMaker write their jobs' output. A line that cannot be written is dropped, never a
+    failed job: the file log keeps it."""
+    lock = threading.Lock()
+    ready = False
+
+    def write(line: str) -> None:
+        nonlocal ready
+        with lock:
+            try:
+                if not ready:
+                    for create, kwargs in (
+                        (logs.create_log_group, {"logGroupName": group}),
+                        (logs.create_log_stream, {"logGroupName": group, "logStreamName": stream}),
+                    ):
+                        with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
+                            create(**kwargs)
+                    ready = True
+                logs.put_log_events(
+                    logGroupName=group,
+                    logStreamName=stream,
+                    logEvents=[{"timestamp": int(time.time() * 1000), "message": line}],
+                )
+            except Exception:
+                logging.getLogger("local_cloud").debug(
+                    "log line for %s %s dropped", group, stream, exc_info=True
+                )
+
+    return write
+
+
+def tee(*writers: Callable[[str], None]) -> Callable[[str], None]:
+    """One line callback that hands each line to every writer."""
+
+    def write(line: str) -> None:
+        for writer in writers:
+            writer(line)
+
+    return write
+
+
+class LineTee(io.TextIOBase):
+    """A text file that also hands each complete line written to it to a callback."""
+
+    def __init__(self, file: TextIO, on_line: Callable[[str], None]) -> None:
+        self._file = file
+        self._on_line = on_line
+        self._pending = ""
+
+    def write(self, text: str) -> int:
+        self._file.write(text)
+        *lines, self._pending = (self._pending + text).split("\n")
+        for line in lines:
+            self._on_line(line)
+        return len(text)
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def writable(self) -> bool:
+        return True
 
 
 _inside = threading.local()

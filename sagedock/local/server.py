@@ -33,9 +33,20 @@ class ApiServer:
             def log_message(self, *args: Any) -> None:
                 """Requests are not logged: the CLI shows what matters."""
 
-            def handle(self) -> None:
+            def _one_invocation(self) -> None:
+                # Per request, not per connection: a keep-alive connection waiting for its next request
+                # must not hold the one-invocation-at-a-time lock and stall every other client.
                 with invocation():
-                    super().handle()
+                    self._generic_handle()
+
+            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = do_OPTIONS = _one_invocation
+
+            def __getattr__(self, name: str) -> Any:
+                # Any other method (TRACE, QUERY, ...) reaches the app too, which answers 405 as for any
+                # method a path does not serve, instead of http.server's HTML 501.
+                if name.startswith("do_"):
+                    return self._one_invocation
+                raise AttributeError(name)
 
         # Chalice local serves routes without IAM auth and says so on every start; that is the point here.
         warnings.filterwarnings("ignore", message="IAMAuthorizer is not a supported in local mode")

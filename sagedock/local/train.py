@@ -24,7 +24,7 @@ from sagedock.contract import FAILURE_REASON_LIMIT, layout_opt_ml, pack_model, r
 from sagedock.local import events
 from sagedock.local.emulator import ApiCall, ApiReply, Emulator
 from sagedock.local.images import ImageStore
-from sagedock.local.logs import line_logger
+from sagedock.local.logs import cloudwatch_logger, line_logger, tee
 
 log = logging.getLogger("local_cloud.train")
 
@@ -145,7 +145,15 @@ class TrainExecutor:
             image,
             opt_ml,
             timeout=runtime,
-            log=line_logger(self._logs / f"{name}.log"),
+            log=tee(
+                line_logger(self._logs / f"{name}.log"),
+                # SageMaker's stream of the job's first instance: <job>/algo-1-<epoch seconds>
+                cloudwatch_logger(
+                    self._emulator.client("logs"),
+                    "/aws/sagemaker/TrainingJobs",
+                    f"{name}/algo-1-{int(time.time())}",
+                ),
+            ),
             extra_env={str(k): str(v) for k, v in (request.get("Environment") or {}).items()},
         )
         if self._stopped(name):

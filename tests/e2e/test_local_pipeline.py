@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import urllib.request
 from typing import Any
 
 import pytest
@@ -231,6 +232,57 @@ def test_a_replayed_ecr_push_starts_no_second_training_job(
     assert handled
     assert _training_jobs(local_cloud, demo_run["run_id"]) == jobs_before
     assert local_cloud.api.get_run(demo_run["run_id"])["status"] == "SUCCEEDED"
+
+
+def _api_get(cloud: LocalCloudProcess, path: str) -> dict[str, Any]:
+    """GET a path of the local cloud's HTTP API, as any HTTP client would; the JSON body of its 200."""
+    with urllib.request.urlopen(cloud.contract["SAGEDOCK_API_URL"] + path, timeout=30) as answer:
+        assert answer.status == 200
+        body: dict[str, Any] = json.loads(answer.read())
+        return body
+
+
+def test_the_runs_logs_are_the_executors_output_under_the_aws_stream_names(
+    local_cloud: LocalCloudProcess, demo_run: dict[str, Any]
+) -> None:
+    run_id = demo_run["run_id"]
+    build = _api_get(local_cloud, f"/runs/{run_id}/logs?stage=build&limit=1000")
+    assert build["source"] == {
+        "log_group": "/aws/codebuild/" + demo_run["build_id"].split(":", 1)[0],
+        "log_stream": demo_run["build_id"].split(":", 1)[1],
+    }
+    assert any("Entering phase BUILD" in e["message"] for e in build["events"]), build["events"]
+    train = _api_get(local_cloud, f"/runs/{run_id}/logs?stage=train")
+    assert train["source"]["log_group"] == "/aws/sagemaker/TrainingJobs"
+    assert train["source"]["log_stream"].startswith(demo_run["training_job_name"] + "/algo-1-")
+    assert train["events"], train
+    # A SUCCEEDED run's default stage is its endpoint's
+    deploy = _api_get(local_cloud, f"/runs/{run_id}/logs")
+    assert deploy["stage"] == "deploy"
+    assert deploy["source"]["log_group"] == "/aws/sagemaker/Endpoints/iris"
+    assert deploy["source"]["log_stream"].startswith("AllTraffic/i-")
+    assert deploy["events"] and deploy["next_token"]
+
+
+def test_a_failed_runs_logs_show_the_failing_stage(
+    local_cloud: LocalCloudProcess, scenarios: dict[str, Any]
+) -> None:
+    run = _failed_run(local_cloud, scenarios, "failing-train", stage="train")
+    logs = _api_get(local_cloud, f"/runs/{run['run_id']}/logs")
+    assert logs["stage"] == "train"
+    assert logs["source"]["log_stream"].startswith(run["training_job_name"] + "/algo-1-")
+    assert "reading train/iris.csv" in [e["message"] for e in logs["events"]], logs["events"]
+
+
+def test_the_project_view_shows_the_image_and_the_live_endpoint(
+    local_cloud: LocalCloudProcess, demo_run: dict[str, Any]
+) -> None:
+    project = _api_get(local_cloud, "/projects/demo")
+    assert project["latest_successful_image"]["digest"] == demo_run["image"]["digest"]
+    assert project["endpoint"]["name"] == "iris"
+    assert project["endpoint"]["status"] == "InService"
+    listed = _api_get(local_cloud, "/projects?limit=100")["projects"]
+    assert "demo" in [p["project"] for p in listed]
 
 
 def _failed_run(

@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from moto_cloud import PRIVATE_SETTINGS, REGION, SETTINGS, Cloud, open_cloud
+from api_client import ticking_clock, to_deploying, upload
+from moto_cloud import PRIVATE_SETTINGS, REGION, SETTINGS, Cloud, make_bundle, open_cloud
 
 
 @pytest.fixture
@@ -34,3 +35,18 @@ def cloud(aws_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Ite
 def private_cloud(aws_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Cloud]:
     """The app against a moto account in private-registry mode."""
     yield from open_cloud(monkeypatch, tmp_path, SETTINGS | PRIVATE_SETTINGS)
+
+
+@pytest.fixture
+def runs(cloud: Cloud) -> dict[str, str]:
+    """Five runs of two projects, created in this order: name -> run id."""
+    ticking_clock(cloud)
+    created = {
+        "iris-building": upload(cloud, "bundles/iris/v1.zip"),
+        "wine-building": upload(cloud, "bundles/wine/w1.zip"),
+        "iris-failed": upload(cloud, "bundles/iris/v2.zip", make_bundle({"Dockerfile": None})),
+        "iris-deploying": upload(cloud, "bundles/iris/v3.zip"),
+        "wine-failed": upload(cloud, "bundles/wine/w2.zip", b"not a zip"),
+    }
+    to_deploying(cloud, created["iris-deploying"], "iris")
+    return created

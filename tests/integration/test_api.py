@@ -11,79 +11,11 @@ from typing import Any
 
 import boto3
 import pytest
-from aws_events import image_action, training_state
+from api_client import ACCOUNT, assert_bad_request, get, post_json
 from moto_cloud import REGION, Cloud, make_bundle
 
 from chalicelib import names
 from chalicelib import services as services_module
-
-ACCOUNT = "123456789012"
-DIGEST = "sha256:" + "ab" * 32
-
-
-# --- helpers ------------------------------------------------------------------------------------------
-
-
-def get(cloud: Cloud, path: str) -> tuple[int, Any]:
-    response = cloud.client.http.get(path)
-    return response.status_code, json.loads(response.body)
-
-
-def post_json(cloud: Cloud, path: str, body: Any) -> tuple[int, Any]:
-    response = cloud.client.http.post(
-        path, headers={"Content-Type": "application/json"}, body=json.dumps(body)
-    )
-    return response.status_code, json.loads(response.body)
-
-
-def assert_bad_request(status: int, body: dict[str, Any], field: str | None = None) -> None:
-    """A 400 in the API's error shape, naming `field` among its field errors when given."""
-    assert status == 400, body
-    assert isinstance(body["code"], str) and body["code"]
-    assert isinstance(body["message"], str) and body["message"]
-    if field is not None:
-        assert field in [error["field"] for error in body["errors"]], body
-        assert all(error["message"] for error in body["errors"])
-
-
-def ticking_clock(cloud: Cloud) -> None:
-    """One distinct, increasing timestamp per call, so "newest first" has one right answer."""
-    seconds = itertools.count()
-
-    def clock() -> str:
-        n = next(seconds)
-        return f"2026-11-21T12:{n // 60:02d}:{n % 60:02d}.000Z"
-
-    services_module.get_services().clock = clock
-
-
-def upload(cloud: Cloud, key: str, body: bytes | None = None) -> str:
-    """Given a bundle uploaded and its event delivered: its run id."""
-    outcome = cloud.send("bundle_uploaded", cloud.upload(key, body if body is not None else make_bundle()))
-    return str(outcome["run_id"])
-
-
-def to_deploying(cloud: Cloud, run_id: str, project: str) -> None:
-    """Take a BUILDING run through its push and its training to DEPLOYING."""
-    cloud.send("image_pushed", image_action(f"sagedock/{project}", DIGEST, run_id))
-    job = cloud.run(run_id)["training_job_name"]
-    cloud.send("training_state_changed", training_state(job, "Completed", tags={"sagedock:run-id": run_id}))
-    assert cloud.run(run_id)["status"] == "DEPLOYING"
-
-
-@pytest.fixture
-def runs(cloud: Cloud) -> dict[str, str]:
-    """Five runs of two projects, created in this order: name -> run id."""
-    ticking_clock(cloud)
-    created = {
-        "iris-building": upload(cloud, "bundles/iris/v1.zip"),
-        "wine-building": upload(cloud, "bundles/wine/w1.zip"),
-        "iris-failed": upload(cloud, "bundles/iris/v2.zip", make_bundle({"Dockerfile": None})),
-        "iris-deploying": upload(cloud, "bundles/iris/v3.zip"),
-        "wine-failed": upload(cloud, "bundles/wine/w2.zip", b"not a zip"),
-    }
-    to_deploying(cloud, created["iris-deploying"], "iris")
-    return created
 
 
 def walk(cloud: Cloud, query: str, limit: int) -> tuple[list[dict[str, Any]], int]:
@@ -283,24 +215,48 @@ def test_upload_is_a_presigned_post_for_a_bundle_key(cloud: Cloud) -> None:
 
     assert status == 200, body
     assert body["bucket"] == "sagedock-source"
-    assert re.fullmatch(r"bundles/iris/[0-9a-f]{32}\.zip", body["key"])
+    assert re.fullmatch(r"bundles/iris/uploads/[0-9a-f]{32}/bundle\.zip", body["key"])
     assert names.project_from_key(body["key"]) == "iris"
     assert body["url"].startswith("https://")
     assert body["fields"]["key"] == body["key"]
     assert body["expires_in"] == 900
+    assert names.is_run_id(body["run_id"]) and body["run_id"].startswith("iris-")
+    # The policy limits the size and the content type of what may be posted
+    assert body["fields"]["Content-Type"] == "application/zip"
     policy = json.loads(base64.b64decode(body["fields"]["policy"]))
     assert ["content-length-range", 1, 5 * 1024**3] in policy["conditions"]
+    assert {"Content-Type": "application/zip"} in policy["conditions"]
 
 
-def test_each_upload_gets_its_own_key(cloud: Cloud) -> None:
-    keys = {post_json(cloud, "/uploads", {"project": "iris"})[1]["key"] for _ in range(3)}
-    assert len(keys) == 3
+def test_each_upload_gets_its_own_key_and_run(cloud: Cloud) -> None:
+    answers = [post_json(cloud, "/uploads", {"project": "iris", "name": "v1.zip"})[1] for _ in range(3)]
+    assert len({a["key"] for a in answers}) == 3
+    assert len({a["run_id"] for a in answers}) == 3
 
 
 def test_upload_with_a_name(cloud: Cloud) -> None:
     status, body = post_json(cloud, "/uploads", {"project": "iris", "name": "v1.zip"})
     assert status == 200
-    assert body["key"] == "bundles/iris/v1.zip"
+    assert re.fullmatch(r"bundles/iris/uploads/[0-9a-f]{32}/v1\.zip", body["key"])
+
+
+def test_the_upload_creates_the_run_the_api_announced(cloud: Cloud) -> None:
+    # Given a presigned upload and its announced run id
+    _status, answer = post_json(cloud, "/uploads", {"project": "iris"})
+
+    # When the bundle lands in the (versioned) source bucket under that key and its event arrives
+    event = cloud.upload(answer["key"], make_bundle())
+    assert event["detail"]["object"]["version-id"]
+    outcome = cloud.send("bundle_uploaded", event)
+
+    # Then the run has exactly that id, and it is readable at once
+    assert outcome["run_id"] == answer["run_id"]
+    assert cloud.run(answer["run_id"])["source"]["key"] == answer["key"]
+    # And a replay of the same upload (another version of that one-time key) is the same run, not a new one
+    again = cloud.send("bundle_uploaded", cloud.upload(answer["key"], make_bundle()))
+    assert again["run_id"] == answer["run_id"]
+    _status, listed = get(cloud, "/runs?project=iris")
+    assert [r["run_id"] for r in listed["runs"]] == [answer["run_id"]]
 
 
 def test_presigned_post_uploads_the_bundle(cloud: Cloud) -> None:
@@ -423,12 +379,99 @@ def test_empty_invocation_body_is_a_400(cloud: Cloud, runtime: list[dict[str, An
     assert runtime == []
 
 
-def test_unsupported_content_type_is_a_415(cloud: Cloud, runtime: list[dict[str, Any]]) -> None:
+def test_unsupported_content_type_is_a_json_415(cloud: Cloud, runtime: list[dict[str, Any]]) -> None:
     response = cloud.client.http.post(
         "/endpoints/iris/invocations", headers={"Content-Type": "application/xml"}, body="<row/>"
     )
     assert response.status_code == 415
+    body = json.loads(response.body)
+    assert body["code"] == "UnsupportedMediaType" and "application/xml" in body["message"]
     assert runtime == []
+
+
+def test_a_body_above_sagemakers_6_mb_is_a_413(cloud: Cloud, runtime: list[dict[str, Any]]) -> None:
+    response = cloud.client.http.post(
+        "/endpoints/iris/invocations",
+        headers={"Content-Type": "text/csv"},
+        body="1," * (3 * 1024**2) + "1",
+    )
+    assert response.status_code == 413
+    body = json.loads(response.body)
+    assert body["code"] == "PayloadTooLarge" and "6291456" in body["message"]
+    assert runtime == []
+
+
+def test_a_body_of_exactly_6_mb_is_forwarded(cloud: Cloud, runtime: list[dict[str, Any]]) -> None:
+    answer_with("ok", "text/plain")
+    response = cloud.client.http.post(
+        "/endpoints/iris/invocations", headers={"Content-Type": "text/plain"}, body="x" * (6 * 1024**2)
+    )
+    assert response.status_code == 200, response.body[:200]
+    assert len(runtime) == 1
+
+
+def model_answers_error(status: int, message: str) -> Any:
+    """The app's SageMaker Runtime client answers the next InvokeEndpoint with a ModelError."""
+    from botocore.stub import Stubber
+
+    from chalicelib.aws import client
+
+    stubber = Stubber(client("sagemaker-runtime"))
+    stubber.add_client_error(
+        "invoke_endpoint",
+        service_error_code="ModelError",
+        service_message="Received client error from primary container",
+        http_status_code=424,
+        modeled_fields={"OriginalStatusCode": status, "OriginalMessage": message},
+    )
+    return stubber
+
+
+def test_the_models_own_4xx_is_passed_through_as_json(cloud: Cloud) -> None:
+    # Given a model that refuses the row with a 400 of its own
+    with model_answers_error(400, "expected 4 features, got 3"):
+        response = cloud.client.http.post(
+            "/endpoints/iris/invocations", headers={"Content-Type": "text/csv"}, body="1,2,3"
+        )
+
+    # Then the caller gets that status and the model's message, as a JSON error
+    assert response.status_code == 400
+    body = json.loads(response.body)
+    assert body["code"] == "ModelError"
+    assert "expected 4 features, got 3" in body["message"]
+
+
+def test_the_models_5xx_is_a_502_never_a_500(cloud: Cloud) -> None:
+    with model_answers_error(500, "boom"):
+        response = cloud.client.http.post(
+            "/endpoints/iris/invocations", headers={"Content-Type": "text/csv"}, body="1,2,3,4"
+        )
+    assert response.status_code == 502
+    assert json.loads(response.body)["code"] == "ModelError"
+
+
+# --- what Chalice answers itself ----------------------------------------------------------------------
+
+
+def test_an_unsupported_method_is_a_json_405(cloud: Cloud) -> None:
+    for method, path in (
+        ("DELETE", "/runs"),
+        ("PUT", "/uploads"),
+        ("POST", "/projects"),
+        ("GET", "/endpoints/x/invocations"),
+    ):
+        response = cloud.client.http.request(
+            method, path, headers={"Content-Type": "application/json"}, body=b""
+        )
+        assert response.status_code == 405, (method, path)
+        body = json.loads(response.body)
+        assert body["code"] == "MethodNotAllowed" and method in body["message"], body
+
+
+def test_a_json_route_refuses_another_content_type_with_a_json_415(cloud: Cloud) -> None:
+    response = cloud.client.http.post("/uploads", headers={"Content-Type": "text/plain"}, body="project=iris")
+    assert response.status_code == 415
+    assert json.loads(response.body)["code"] == "UnsupportedMediaType"
 
 
 def test_invalid_endpoint_name_is_a_400(cloud: Cloud, runtime: list[dict[str, Any]]) -> None:

@@ -49,6 +49,11 @@ RESOURCES = {
     "alarms": "arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:*",
     "event bus": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/default",
     "any": "*",
+    "build logs": "${BuildLogs.Arn}",
+    "training logs": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:"
+    "/aws/sagemaker/TrainingJobs:*",
+    "endpoint logs": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:"
+    "/aws/sagemaker/Endpoints/*",
 }
 
 # Every place chalicelib calls a boto3 client (`<class or function>.<operation>`), and the IAM actions
@@ -115,6 +120,13 @@ CALL_SITES: dict[str, list[tuple[str, str]]] = {
     ],
     "AutoScaling.describe_scalable_targets": [("application-autoscaling:DescribeScalableTargets", "any")],
     "Alarms.describe_alarms": [("cloudwatch:DescribeAlarms", "alarms")],
+    # GET /runs/{id}/logs reads the stage's stream: the build's, the training job's or the endpoint's.
+    "CloudWatchLogs.describe_log_streams": [
+        ("logs:DescribeLogStreams", group) for group in ("build logs", "training logs", "endpoint logs")
+    ],
+    "CloudWatchLogs.get_log_events": [
+        ("logs:GetLogEvents", group) for group in ("build logs", "training logs", "endpoint logs")
+    ],
 }
 # services.Once runs side effects through powertools' DynamoDB idempotency layer, which the scan cannot
 # see: it reads, writes, updates and deletes its records in the idempotency table.
@@ -176,6 +188,7 @@ HANDLER_CALLS: dict[str, set[str]] = {
     # GET/POST routes, and POST /runs/{id}/retry restarts a build, a training job or a deploy.
     "api_handler": RUNS
     | {"RunStore.query", ONCE, "create_upload.generate_presigned_post", "Endpoints.invoke_endpoint"}
+    | {"CloudWatchLogs.describe_log_streams", "CloudWatchLogs.get_log_events"}
     | BUILD
     | TRAIN
     | DEPLOY,
