@@ -509,18 +509,26 @@ def _deploy(svc: Services, run: Run) -> Outcome:
     model = names.model_name(run.run_id)
     config = names.endpoint_config_name(run.run_id)
     endpoint = specs.endpoint_name(run)
+    from chalicelib import preflight
+
     try:
+        # Another project may have deployed to the endpoint since validate: refused before anything is made.
+        preflight.check_endpoint(svc, run, endpoint)
         svc.sagemaker.create_model(
             specs.model_request(run, svc.settings, model_name=model, model_artifact=artifact)
         )
         svc.sagemaker.create_endpoint_config(
             specs.endpoint_config_request(run, config_name=config, model_name=model)
         )
-    except UpstreamError as exc:
+    except (UpstreamError, BundleRejected) as exc:
         return _record_failure(svc, run.run_id, Stage.DEPLOY, exc.code, exc.message)
     outcome: Outcome = {"action": "deploying", "run_id": run.run_id}
-    # Recorded before the endpoint call, so an endpoint event, however fast, finds this run DEPLOYING.
-    svc.runs.set_endpoint_owner(endpoint, run.run_id)
+    # Recorded before the endpoint call, so an endpoint event, however fast, finds this run DEPLOYING; on
+    # condition that no other project recorded it since the check above, unless the manifest claims it.
+    try:
+        preflight.own_endpoint(svc, run, endpoint)
+    except (UpstreamError, BundleRejected) as exc:
+        return _record_failure(svc, run.run_id, Stage.DEPLOY, exc.code, exc.message)
     if run.status == Status.TRAINING:
         outcome = _transition(
             svc,

@@ -8,7 +8,8 @@ at once:
   validate, before the build, and again inside the at-most-once creation of the training job, since data
   may be deleted while the image builds (EmptyChannel);
 - the endpoint the run would deploy to is not another project's (EndpointOwned) unless the manifest
-  claims it with `deploy.claim_endpoint = true`;
+  claims it with `deploy.claim_endpoint = true`: at validate, and again at deploy, where the run records
+  itself as the endpoint's owner on condition that no other project did meanwhile;
 - the names derived from the run id fit SageMaker's 63 characters (NameTooLong).
 
 A channel in a bucket other than the data bucket that sagedock may not list is not checked (the
@@ -26,10 +27,11 @@ from botocore.exceptions import ClientError
 
 from chalicelib import limits, names
 from chalicelib.aws import error_code, translate
-from chalicelib.errors import BundleRejected, UpstreamError
+from chalicelib.errors import BundleRejected, Conflict, UpstreamError
 
 if TYPE_CHECKING:
     from chalicelib.manifest import Manifest
+    from chalicelib.models import Run
     from chalicelib.services import Services
 
 PROJECT_TAG: Final = "sagedock:project"
@@ -158,7 +160,17 @@ def endpoint_problems(
     deploy = manifest.deploy
     if not deploy.enabled or deploy.claim_endpoint:
         return []
-    name = deploy.endpoint_name
+    return owner_problems(deploy.endpoint_name, project, owner_run=owner_run, endpoint_tags=endpoint_tags)
+
+
+def owner_problems(
+    name: str,
+    project: str,
+    *,
+    owner_run: Callable[[str], str | None],
+    endpoint_tags: Callable[[str], dict[str, str] | None],
+) -> list[Problem]:
+    """EndpointOwned when endpoint `name` is not free for `project` (the rule of endpoint_problems)."""
     last = owner_run(name)
     owner = project_of_run(last) if last else None
     if owner == project:
@@ -169,16 +181,18 @@ def endpoint_problems(
     owner = owner or tags.get(PROJECT_TAG)
     if owner == project:
         return []
+    return [_owned(name, owner)]
+
+
+def _owned(name: str, owner: str | None) -> Problem:
     made_by = f"was deployed by project {owner!r}" if owner else "was not deployed by sagedock"
-    return [
-        Problem(
-            "EndpointOwned",
-            "deploy.endpoint_name",
-            f"endpoint {name!r} exists and {made_by}; deploying would take it over. Name another endpoint "
-            f"(endpoint_name under [deploy]), or set claim_endpoint = true under [deploy] to replace what "
-            f"it serves with this project's model",
-        )
-    ]
+    return Problem(
+        "EndpointOwned",
+        "deploy.endpoint_name",
+        f"endpoint {name!r} exists and {made_by}; deploying would take it over. Name another endpoint "
+        f"(endpoint_name under [deploy]), or set claim_endpoint = true under [deploy] to replace what "
+        f"it serves with this project's model",
+    )
 
 
 # --- the checks of a run ---------------------------------------------------------------------------------
@@ -209,3 +223,27 @@ def check_channels(svc: Services, request: Mapping[str, Any]) -> None:
     """Just before CreateTrainingJob: the request's channels still hold data (PreflightFailed if not)."""
     data_bucket = svc.settings.data_bucket
     raise_if_any(channel_problems(svc.s3, training_channels(request), data_bucket=data_bucket))
+
+
+# --- at deploy: the endpoint is still this project's -----------------------------------------------------
+def _claims(run: Run) -> bool:
+    return bool((run.manifest or {}).get("deploy", {}).get("claim_endpoint", False))
+
+
+def check_endpoint(svc: Services, run: Run, endpoint: str) -> None:
+    """Before the deploy creates anything: the validate check again, since another project may have
+    deployed to the endpoint while this run built and trained (PreflightFailed, EndpointOwned)."""
+    if _claims(run):
+        return
+    owner_run, endpoint_tags = svc.runs.endpoint_owner, svc.sagemaker.endpoint_tags
+    raise_if_any(owner_problems(endpoint, run.project, owner_run=owner_run, endpoint_tags=endpoint_tags))
+
+
+def own_endpoint(svc: Services, run: Run, endpoint: str) -> None:
+    """Record the run as the endpoint's owner just before the endpoint call: on condition, unless claimed,
+    that no run of another project recorded it since check_endpoint, so two projects cannot both pass."""
+    try:
+        svc.runs.set_endpoint_owner(endpoint, run.run_id, take_over=_claims(run))
+    except Conflict as exc:
+        owner = svc.runs.endpoint_owner(endpoint)
+        raise PreflightFailed([_owned(endpoint, project_of_run(owner) if owner else None)]) from exc

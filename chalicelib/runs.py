@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from botocore.exceptions import ClientError
 
 from chalicelib.aws import error_code, translate
-from chalicelib.errors import BadRequest, ConcurrentUpdate, NotFound, StaleEvent
+from chalicelib.errors import BadRequest, ConcurrentUpdate, Conflict, NotFound, StaleEvent
 from chalicelib.models import Run, Status
 from chalicelib.observability import logger
 
@@ -308,14 +308,33 @@ class RunStore:
             raise translate(exc, doing) from exc
         return tuple(item["run_id"]["S"] for item in response.get("Items", []))
 
-    def set_endpoint_owner(self, endpoint_name: str, run_id: str) -> None:
-        """Record which run last changed an endpoint (endpoint events are matched through this)."""
+    def set_endpoint_owner(self, endpoint_name: str, run_id: str, *, take_over: bool = False) -> None:
+        """Record which run last changed an endpoint (endpoint events are matched through this).
+
+        Unless `take_over`, only when no run of another project recorded it: the item is absent, or its
+        owner is a run id of the same project (`<project>-<12 hex>`: same length, same text before the
+        hex, which no other project's id has); Conflict otherwise. A replay of the same deploy passes.
+        """
+        condition: dict[str, Any] = {}
+        if not take_over:
+            condition = {
+                "ConditionExpression": "attribute_not_exists(run_id) OR "
+                "(begins_with(#owner, :project) AND size(#owner) = :length)",
+                "ExpressionAttributeNames": {"#owner": "owner"},
+                "ExpressionAttributeValues": {
+                    ":project": {"S": run_id[:-12]},
+                    ":length": {"N": str(len(run_id))},
+                },
+            }
         try:
             self._client.put_item(
                 TableName=self._table,
                 Item={"run_id": {"S": ENDPOINT_PREFIX + endpoint_name}, "owner": {"S": run_id}},
+                **condition,
             )
         except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                raise Conflict(f"endpoint {endpoint_name} was recorded by another project's run") from exc
             raise translate(exc, "recording the endpoint's deployment") from exc
 
     def endpoint_owner(self, endpoint_name: str) -> str | None:

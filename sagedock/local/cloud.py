@@ -85,6 +85,7 @@ class LocalCloud:
     _saved_env: dict[str, str | None] = field(default_factory=dict)
     contract: dict[str, str] = field(default_factory=dict)
     router: Any = None
+    scheduler: Any = None
     host: Any = None
 
     @property
@@ -99,6 +100,7 @@ class LocalCloud:
         from sagedock.local.host import HostExecutor
         from sagedock.local.images import ImageStore
         from sagedock.local.router import Router
+        from sagedock.local.scheduler import Scheduler, scale_from, schedules
         from sagedock.local.server import ApiServer
         from sagedock.local.train import TrainExecutor
 
@@ -140,6 +142,12 @@ class LocalCloud:
             self.router = Router(app, workers=self.workers)
             self._stack.append(self.router.close)
             self.emulator.bus.subscribe(self.router.deliver)
+            # The app's scheduled handlers (the sweepers), at their rate or SAGEDOCK_LOCAL_SCHEDULE_SCALE's.
+            self.scheduler = Scheduler(
+                schedules(app), self.router.invoke, scale=scale_from(os.environ), region=self.resources.region
+            )
+            self.scheduler.start()
+            self._stack.append(self.scheduler.stop)
             api = ApiServer(app)
             api_url = api.start()
             self._stack.append(api.stop)

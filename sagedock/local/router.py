@@ -97,12 +97,18 @@ class Router:
         if not names:
             log.debug("no handler for %s from %s", event.get("detail-type"), event.get("source"))
         for name in names:
-            with self._idle:
-                if self._closed:
-                    return []
-                self._pending += 1
-            self._pool.submit(self._invoke, name, dict(event))
+            if not self.invoke(name, event):
+                return []
         return names
+
+    def invoke(self, name: str, event: Mapping[str, Any]) -> bool:
+        """Queue one asynchronous invocation of handler `name` (a rule's target); False once closed."""
+        with self._idle:
+            if self._closed:
+                return False
+            self._pending += 1
+        self._pool.submit(self._invoke, name, dict(event))
+        return True
 
     def _invoke(self, name: str, event: dict[str, Any]) -> None:
         from chalice.local import LambdaContext

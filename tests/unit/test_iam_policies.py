@@ -155,6 +155,7 @@ DEPLOY = {  # _deploy: artifact, model, endpoint config, create or update the en
     "SageMaker.create_endpoint_config",
     "SageMaker.describe_endpoint_config",
     "SageMaker.list_endpoints",
+    "SageMaker.list_tags",  # the endpoint's owner, checked again before it is changed (preflight)
     "SageMaker.describe_endpoint",
     "SageMaker.create_endpoint",
     "SageMaker.update_endpoint",
