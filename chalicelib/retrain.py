@@ -22,7 +22,6 @@ from chalicelib.services import Services
 SOURCE = "sagedock.requests"
 DETAIL_TYPE = "Retrain Request"
 OVERRIDES = ("hyperparameters", "channels", "deploy")
-MAX_PAGES = 10  # runs are listed newest first: the latest success is nearly always on the first page
 
 
 class RetrainRequest(BaseModel):
@@ -43,23 +42,11 @@ def latest_success(svc: Services, project: str) -> Run:
         raise BadRequest(
             f"{project!r} is not a valid project name: use {names.PROJECT_RULE}", code="InvalidProject"
         )
-    token: str | None = None
-    for page in range(MAX_PAGES):
-        runs, token = svc.runs.list(project=project, status=None, limit=50, next_token=token)
-        if page == 0 and not runs:
-            raise NotFound(
-                f"no project {project}: it has no runs (submit a bundle first)", code="UnknownProject"
-            )
-        for run in runs:
-            if (
-                run.status == Status.SUCCEEDED
-                and run.image is not None
-                and run.image.digest
-                and run.image.uri
-            ):
-                return run
-        if not token:
-            break
+    if svc.runs.latest_run(project) is None:
+        raise NotFound(f"no project {project}: it has no runs (submit a bundle first)", code="UnknownProject")
+    run = svc.runs.latest_succeeded(project)
+    if run is not None and run.image is not None and run.image.digest and run.image.uri:
+        return run
     raise Conflict(
         f"project {project} has no successful run to retrain: a retrain reuses the image of the latest "
         "SUCCEEDED run (submit a bundle that succeeds first)",

@@ -295,18 +295,15 @@ class RunStore:
         return self._sparse(BY_SCAN_WAIT_INDEX, "scan_wait", limit, "listing runs waiting for a scan")
 
     def _sparse(self, index: str, key: str, limit: int, doing: str) -> tuple[str, ...]:
-        try:
-            response = self._client.query(
-                TableName=self._table,
-                IndexName=index,
-                KeyConditionExpression="#k = :k",
-                ExpressionAttributeNames={"#k": key},
-                ExpressionAttributeValues={":k": {"S": RUN_KIND}},
-                Limit=limit,
-            )
-        except ClientError as exc:
-            raise translate(exc, doing) from exc
-        return tuple(item["run_id"]["S"] for item in response.get("Items", []))
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": index,
+            "KeyConditionExpression": "#k = :k",
+            "ExpressionAttributeNames": {"#k": key},
+            "ExpressionAttributeValues": {":k": {"S": RUN_KIND}},
+            "Limit": limit,
+        }
+        return tuple(item["run_id"]["S"] for item in self._query(query, doing).get("Items", []))
 
     def set_endpoint_owner(self, endpoint_name: str, run_id: str, *, take_over: bool = False) -> None:
         """Record which run last changed an endpoint (endpoint events are matched through this).
