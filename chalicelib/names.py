@@ -89,9 +89,10 @@ def model_name(run_id: str) -> str:
     return run_id
 
 
-def endpoint_config_name(run_id: str) -> str:
-    """One endpoint config per run, so an endpoint event names the run whose config it serves."""
-    return run_id
+def endpoint_config_name(run_id: str, attempt: int = 1) -> str:
+    """One endpoint config per run and attempt, so an endpoint event names the run (and the attempt) whose
+    config it serves, and a retried deploy always asks for a change SageMaker will report on."""
+    return run_id if attempt <= 1 else f"{run_id}-d{attempt}"
 
 
 def ecr_repository(prefix: str, project: str) -> str:

@@ -507,7 +507,7 @@ def _deploy(svc: Services, run: Run) -> Outcome:
             "trained; deploy disabled",
         )
     model = names.model_name(run.run_id)
-    config = names.endpoint_config_name(run.run_id)
+    config = names.endpoint_config_name(run.run_id, run.attempt)
     endpoint = specs.endpoint_name(run)
     from chalicelib import preflight
 
@@ -669,6 +669,8 @@ def retry(run_id: str, svc: Services) -> Run:
         if run.image is None or not run.image.uri:
             raise Conflict(f"run {run.run_id} has no image to train on; it restarts from the build")
         fields = {"training_job_name": names.training_job_name(run.run_id, attempt)}
+    elif stage == Stage.DEPLOY:
+        fields = {"endpoint_config_name": names.endpoint_config_name(run.run_id, attempt)}
     now = svc.clock()
     updated = svc.runs.update(
         run_id,

@@ -145,7 +145,8 @@ class SageMaker:
         """Point the endpoint at `config_name`: create it, update it (blue/green, as `deployment_config`
         says), or nothing if it already is.
 
-        Returns what was done: "created", "updated" or "unchanged".
+        Returns what was done: "created", "updated", "recreated" (a Failed endpoint, which SageMaker lets
+        one only delete, deleted and created again) or "unchanged".
         """
         current = self.describe_endpoint(name)
         try:
@@ -160,10 +161,16 @@ class SageMaker:
                     "retry this run once that change has finished"
                 )
             if current.status == "Failed":
+                # Deletion is the only operation SageMaker allows on a failed endpoint (it serves nothing).
+                self._client.delete_endpoint(EndpointName=name)
+                after = self.describe_endpoint(name)
+                if after is None:
+                    self._client.create_endpoint(EndpointName=name, EndpointConfigName=config_name, Tags=tags)  # type: ignore[arg-type]
+                    return "recreated"
                 raise Conflict(
-                    f"endpoint {name} is Failed ({current.failure_reason or 'no reason given'}) and cannot "
-                    f"be updated; delete it (aws sagemaker delete-endpoint --endpoint-name {name}) "
-                    "and retry this run"
+                    f"endpoint {name} was Failed ({current.failure_reason or 'no reason given'}), the only "
+                    f"change SageMaker allows on it is deletion, and it is {after.status} now; retry this "
+                    "run once it is gone (usually within a minute)"
                 )
             update: dict[str, Any] = {"EndpointName": name, "EndpointConfigName": config_name}
             if deployment_config:

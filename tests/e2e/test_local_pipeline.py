@@ -179,6 +179,22 @@ def test_a_serve_that_never_answers_ping_fails_the_deploy(
     assert "ping health check" in run["error"]["message"]
 
 
+def test_a_retry_of_the_failed_deploy_deploys_again_and_ends(
+    local_cloud: LocalCloudProcess, scenarios: dict[str, Any]
+) -> None:
+    # Given the run whose endpoint failed its ping health check
+    run = _failed_run(local_cloud, scenarios, "never-healthy", stage="deploy")
+    # When it is retried, the Failed endpoint is deleted and created again on the new attempt's config
+    retried = local_cloud.api.retry_run(run["run_id"])
+    assert (retried["status"], retried["attempt"]) == ("DEPLOYING", run["attempt"] + 1), retried
+    # Then the attempt ends (the same serve fails its ping again), never left DEPLOYING
+    ended = local_cloud.wait_run(run["run_id"], RUN_TIMEOUT)
+    assert (ended["status"], ended["attempt"]) == ("FAILED", run["attempt"] + 1), ended
+    assert (ended["error"]["stage"], ended["error"]["code"]) == ("deploy", "EndpointFailed")
+    endpoint = local_cloud.aws("sagemaker").describe_endpoint(EndpointName="never-healthy")
+    assert endpoint["EndpointConfigName"] == ended["endpoint_config_name"] != run["endpoint_config_name"]
+
+
 def test_the_same_s3_event_delivered_twice_makes_one_run_and_one_build(
     local_cloud: LocalCloudProcess,
 ) -> None:

@@ -577,6 +577,52 @@ class TestRetry:
         assert run["status"] == "TRAINING" and run["attempt"] == 3
         assert list(_moto_sagemaker().training_jobs) == [job, f"{run_id}-t3"]
 
+    def test_retry_of_a_failed_endpoint_deletes_it_and_deploys_again(self, cloud: Cloud) -> None:
+        # Given a run FAILED at deploy because its new endpoint failed (SageMaker allows only its deletion)
+        run_id, run = deploying(cloud)
+        endpoint = _moto_sagemaker().endpoints["iris"]
+        endpoint.endpoint_status = "Failed"
+        endpoint.failure_reason = "The primary container for production variant AllTraffic did not pass ping"
+        cloud.send("endpoint_state_changed", endpoint_state("iris", run["endpoint_config_name"], "FAILED"))
+        assert cloud.run(run_id)["error"]["code"] == "EndpointFailed"
+
+        # When it is retried
+        response = cloud.client.http.post(f"/runs/{run_id}/retry")
+
+        # Then the failed endpoint is deleted and created again on a config of the new attempt
+        assert response.status_code == 200, response.body
+        retried = cloud.run(run_id)
+        assert retried["status"] == "DEPLOYING" and retried["attempt"] == 2
+        assert retried["endpoint_config_name"] == f"{run_id}-d2" != run["endpoint_config_name"]
+        assert [call["EndpointName"] for call in cloud.sagemaker.named("delete_endpoint")] == ["iris"]
+        created = [call["EndpointConfigName"] for call in cloud.sagemaker.named("create_endpoint")]
+        assert created == [run["endpoint_config_name"], f"{run_id}-d2"]
+        assert _moto_sagemaker().endpoints["iris"].endpoint_config_name == f"{run_id}-d2"
+        # and its events finish the run: a late FAILED of the first attempt changes nothing
+        _moto_sagemaker().endpoints["iris"].endpoint_status = "Creating"
+        late = endpoint_state("iris", run["endpoint_config_name"], "FAILED")
+        assert cloud.send("endpoint_state_changed", late)["action"] == "ignored"
+        assert cloud.run(run_id)["status"] == "DEPLOYING"
+        _moto_sagemaker().endpoints["iris"].endpoint_status = "InService"
+        cloud.send("endpoint_state_changed", endpoint_state("iris", f"{run_id}-d2", "IN_SERVICE"))
+        assert cloud.run(run_id)["status"] == "SUCCEEDED"
+
+    def test_retry_while_the_failed_endpoint_is_deleting_fails_with_the_reason(self, cloud: Cloud) -> None:
+        # Given a run FAILED at deploy whose endpoint SageMaker is still deleting
+        run_id, run = deploying(cloud)
+        endpoint = _moto_sagemaker().endpoints["iris"]
+        endpoint.endpoint_status = "Failed"
+        cloud.send("endpoint_state_changed", endpoint_state("iris", run["endpoint_config_name"], "FAILED"))
+        endpoint.endpoint_status = "Deleting"
+
+        # When it is retried, the attempt ends FAILED at deploy saying why and what to do: never DEPLOYING
+        response = cloud.client.http.post(f"/runs/{run_id}/retry")
+        assert response.status_code == 200, response.body
+        retried = cloud.run(run_id)
+        assert retried["status"] == "FAILED" and retried["attempt"] == 2
+        assert retried["error"]["stage"] == "deploy" and retried["error"]["code"] == "Conflict"
+        assert "Deleting" in retried["error"]["message"] and "retry" in retried["error"]["message"]
+
     def test_retry_of_a_bad_bundle_is_refused(self, cloud: Cloud) -> None:
         run_id = received(cloud, body=make_bundle({"Dockerfile": None}))["run_id"]
         response = cloud.client.http.post(f"/runs/{run_id}/retry")

@@ -98,6 +98,8 @@ CALL_SITES: dict[str, list[tuple[str, str]]] = {
         ("sagemaker:CreateEndpoint", "endpoints"),
         ("sagemaker:AddTags", "endpoints"),
     ],
+    # Deletion is the only operation SageMaker allows on a Failed endpoint: a retried deploy deletes it.
+    "SageMaker.delete_endpoint": [("sagemaker:DeleteEndpoint", "endpoints")],
     # With AutoRollbackConfiguration, SageMaker checks the caller may read the rollback alarms.
     "SageMaker.update_endpoint": [
         ("sagemaker:UpdateEndpoint", "endpoints"),
@@ -159,6 +161,7 @@ DEPLOY = {  # _deploy: artifact, model, endpoint config, create or update the en
     "SageMaker.describe_endpoint",
     "SageMaker.create_endpoint",
     "SageMaker.update_endpoint",
+    "SageMaker.delete_endpoint",  # a Failed endpoint, which SageMaker lets one only delete, made again
     "AutoScaling.describe_scalable_targets",  # _change_endpoint, before an instance type change
     "AutoScaling.deregister_scalable_target",
 }
