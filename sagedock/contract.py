@@ -273,7 +273,7 @@ def _read_failure(opt_ml: Path) -> str | None:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return None
-    return text[:FAILURE_REASON_LIMIT] if text.strip() else None
+    return text if text.strip() else None  # whole: a module named at its end is found; run_train cuts it
 
 
 # What shells and env(1) mean by these exit codes.
