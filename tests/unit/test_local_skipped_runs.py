@@ -189,8 +189,8 @@ def test_a_train_failing_on_a_missing_module_names_it_and_the_run_step(tmp_path:
     assert "ModuleNotFoundError: No module named 'sagedock_absent_module'" in reason
     assert reason.endswith(
         "Python module 'sagedock_absent_module' is missing on this host: the image was built without a "
-        "container engine, so its RUN steps were not executed (RUN step 2 of stage 1, which names it; see the "
-        "build log) and what they install must already be installed here"
+        "container engine, so its RUN steps were not executed (RUN step 2 of stage 1, which names it; "
+        "see the build log) and what they install must already be installed here"
     )
     assert len(reason) <= FAILURE_REASON_LIMIT
 
@@ -221,7 +221,8 @@ def test_a_long_failure_file_is_cut_to_the_limit_but_the_hint_is_kept_whole(tmp_
 def test_the_hint_matches_pip_names_and_says_when_no_run_step_could_have_installed_it(tmp_path: Path) -> None:
     image = _image_with_train(tmp_path, DOCKERFILE, "#!/bin/sh\nexit 1\n")
     output = (
-        "Traceback (most recent call last):\nModuleNotFoundError: No module named 'Sagedock_Absent_Module.sub'"
+        "Traceback (most recent call last):\n"
+        "ModuleNotFoundError: No module named 'Sagedock_Absent_Module.sub'"
     )
     assert "(RUN step 2 of stage 1, which names it;" in (missing_module_hint(image, output) or "")
     assert missing_module_hint(image, "ValueError: bad input") is None
