@@ -9,13 +9,15 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
 import pytest
 
 from sagedock.contract import FAILURE_REASON_LIMIT, layout_opt_ml, run_train
 from sagedock.image import LocalImage, build_local_image, missing_module_hint, skipped_run_steps
 from sagedock.local.build import BuildExecutor
-from sagedock.local.emulator import Emulator
+from sagedock.local.emulator import DUMMY_CREDENTIALS, Emulator
 from sagedock.local.images import ImageStore
+from sagedock.local.provision import Resources, provision
 
 CLASSIC = Path(__file__).resolve().parents[1] / "e2e" / "bundles" / "classic-byoc"
 MEANING = "(what it installs must already be on this host)"
@@ -85,13 +87,15 @@ def test_stages_are_told_apart_and_a_stage_outside_the_image_means_something_els
 
 
 @pytest.fixture
-def emulator() -> Iterator[Emulator]:
-    instance = Emulator()
-    instance.start()
+def provisioned() -> Iterator[tuple[Emulator, Resources]]:
+    """The emulator with every resource the local cloud creates (its CodeBuild project among them)."""
+    emulator, resources = Emulator(), Resources()
+    url = emulator.start()
     try:
-        yield instance
+        provision(boto3.session.Session(**DUMMY_CREDENTIALS, region_name=resources.region), url, resources)
+        yield emulator, resources
     finally:
-        instance.stop()
+        emulator.stop()
 
 
 def _zip(directory: Path) -> bytes:
@@ -104,32 +108,23 @@ def _zip(directory: Path) -> bytes:
 
 
 def test_the_build_log_and_its_log_stream_list_each_skipped_run_step(
-    emulator: Emulator, tmp_path: Path
+    provisioned: tuple[Emulator, Resources], tmp_path: Path
 ) -> None:
     # Given the local CodeBuild, a repository and the classic bundle uploaded as a source
-    emulator.client("s3").create_bucket(Bucket="sources")
-    emulator.client("s3").put_object(Bucket="sources", Key="bundles/classic.zip", Body=_zip(CLASSIC))
-    emulator.client("ecr").create_repository(repositoryName="classic")
-    emulator.client("iam").create_role(RoleName="builder", AssumeRolePolicyDocument="{}")
-    codebuild = emulator.client("codebuild")
-    codebuild.create_project(
-        name="builds",
-        source={"type": "S3", "location": "sources/bundles/"},
-        artifacts={"type": "NO_ARTIFACTS"},
-        environment={
-            "type": "LINUX_CONTAINER",
-            "image": "aws/codebuild/standard:7.0",
-            "computeType": "BUILD_GENERAL1_SMALL",
-        },
-        serviceRole="arn:aws:iam::123456789012:role/builder",
+    emulator, resources = provisioned
+    source = f"{resources.source_bucket}/bundles/classic.zip"
+    emulator.client("s3").put_object(
+        Bucket=resources.source_bucket, Key="bundles/classic.zip", Body=_zip(CLASSIC)
     )
+    emulator.client("ecr").create_repository(repositoryName="classic")
+    codebuild = emulator.client("codebuild")
     executor = BuildExecutor(emulator, ImageStore(tmp_path / "images"), tmp_path / "builds")
     executor.install()
     try:
         # When a build of it is started and runs to its end
         build_id = codebuild.start_build(
-            projectName="builds",
-            sourceLocationOverride="arn:aws:s3:::sources/bundles/classic.zip",
+            projectName=resources.codebuild_project,
+            sourceLocationOverride=f"arn:aws:s3:::{source}",
             environmentVariablesOverride=[
                 {"name": "IMAGE_REPO", "value": "classic", "type": "PLAINTEXT"},
                 {"name": "IMAGE_TAG", "value": "r1", "type": "PLAINTEXT"},
@@ -152,7 +147,9 @@ def test_the_build_log_and_its_log_stream_list_each_skipped_run_step(
     log_file = tmp_path / "builds" / "logs" / f"{build_id.replace(':', '-')}.log"
     file_lines = log_file.read_text().splitlines()
     stream = emulator.client("logs").get_log_events(
-        logGroupName="/aws/codebuild/builds", logStreamName=build_id.split(":", 1)[-1], startFromHead=True
+        logGroupName=f"/aws/codebuild/{resources.codebuild_project}",
+        logStreamName=build_id.split(":", 1)[-1],
+        startFromHead=True,
     )
     stream_lines = [event["message"].rstrip("\n") for event in stream["events"]]
     for lines in (file_lines, stream_lines):
