@@ -33,7 +33,14 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib.manifest import as_string
-from sagedock.image import ContractError, LocalImage, build_local_image, make_writable, remove_tree
+from sagedock.image import (
+    ContractError,
+    LocalImage,
+    build_local_image,
+    make_writable,
+    missing_module_hint,
+    remove_tree,
+)
 
 Log = Callable[[str], None]
 
@@ -266,7 +273,7 @@ def _read_failure(opt_ml: Path) -> str | None:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return None
-    return text[:FAILURE_REASON_LIMIT] if text.strip() else None
+    return text if text.strip() else None  # whole: a module named at its end is found; run_train cuts it
 
 
 # What shells and env(1) mean by these exit codes.
@@ -282,6 +289,14 @@ def _describe_exit(code: int) -> str:
             return f"was killed by {signal.Signals(-code).name}"
         return f"was killed by signal {-code}"
     return f"exited with code {code}{_EXIT_HINTS.get(code, '')}"
+
+
+def _with_hint(reason: str, hint: str | None) -> str:
+    """The reason within FAILURE_REASON_LIMIT, the hint (if any) kept whole at its end."""
+    if hint is None:
+        return reason[:FAILURE_REASON_LIMIT]
+    room = FAILURE_REASON_LIMIT - len(hint) - 2
+    return f"{reason[: max(room, 0)]}; {hint}"[:FAILURE_REASON_LIMIT]
 
 
 def run_train(
@@ -308,11 +323,12 @@ def run_train(
         running.finish()
     if code != 0:
         reason = _read_failure(opt_ml)
+        hint = missing_module_hint(image, "\n".join([reason or "", *running.tail]))
         if reason is None:
             last = " | ".join(line for line in list(running.tail)[-5:] if line.strip())
             reason = f"train {_describe_exit(code)} without writing /opt/ml/output/failure"
-            reason = f"{reason}; last output: {last}"[:FAILURE_REASON_LIMIT] if last else reason
-        return TrainOutcome(False, code, reason)
+            reason = f"{reason}; last output: {last}" if last else reason
+        return TrainOutcome(False, code, _with_hint(reason, hint))
     if not any(path.is_file() for path in (opt_ml / "model").rglob("*")):
         return TrainOutcome(False, 0, "train exited 0 but wrote no model: /opt/ml/model is empty")
     return TrainOutcome(True, 0, None)

@@ -2,7 +2,8 @@
 
 Only what decides how `train` and `serve` start is kept: the files COPY/ADD put in the image (per stage,
 for multi-stage builds), ENV, ARG, WORKDIR, LABEL, SHELL, USER, STOPSIGNAL and ENTRYPOINT/CMD. RUN steps
-are counted but not run: in process mode their effects come from the local environment.
+are recorded (so the build log can name each one) but not run: in process mode their effects come from the
+local environment.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class Stage:
     labels: dict[str, str]
     user: str | None = None
     stop_signal: str | None = None
+    run_commands: list[str] = field(default_factory=list)  # each RUN's command, whitespace collapsed
 
 
 @dataclass(frozen=True)
@@ -343,6 +345,7 @@ class _StageState:
     args: dict[str, str] = field(default_factory=dict)
     copies: list[CopyStep] = field(default_factory=list)
     run_steps: int = 0
+    run_commands: list[str] = field(default_factory=list)
     cmd_set: bool = False
 
     def child(self, index: int, name: str | None, base: str) -> _StageState:
@@ -350,6 +353,7 @@ class _StageState:
         stage = copy.deepcopy(self)
         stage.index, stage.name, stage.base, stage.base_stage = index, name, base, self.index
         stage.args, stage.copies, stage.run_steps, stage.cmd_set = {}, [], 0, False
+        stage.run_commands = []
         return stage
 
     def variables(self) -> dict[str, str]:
@@ -371,6 +375,7 @@ class _StageState:
             labels=dict(self.labels),
             user=self.user,
             stop_signal=self.stop_signal,
+            run_commands=list(self.run_commands),
         )
 
 
@@ -474,6 +479,7 @@ class _Parser:
 
     def do_run(self, stage: _StageState, ins: _Instruction) -> None:
         stage.run_steps += 1
+        stage.run_commands.append(" ".join(ins.args.split()))
 
     def do_user(self, stage: _StageState, ins: _Instruction) -> None:
         stage.user = _expand(ins.args, stage.variables(), ins.line).strip() or None

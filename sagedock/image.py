@@ -1,5 +1,6 @@
 """Builds an image into a directory without a container engine: the Dockerfile's COPY/ADD steps laid out
-below a root, its ENV/WORKDIR/ENTRYPOINT kept, and a digest over both (RUN steps are not run).
+below a root, its ENV/WORKDIR/ENTRYPOINT kept, and a digest over both (RUN steps are not run; each one is
+named in the image's notes).
 
 What runs the image's programs as SageMaker would is sagedock.contract.
 """
@@ -23,6 +24,7 @@ from pathlib import Path
 from sagedock.dockerfile import CopyStep, ImageSpec, parse_dockerfile
 
 IMAGE_FILE = "image.json"
+MISSING_MODULE = re.compile(r"No module named '([^']+)'")
 
 
 class ContractError(Exception):
@@ -41,6 +43,69 @@ class LocalImage:
     def host_path(self, image_path: str) -> Path:
         """Where an image-absolute path lives on this machine."""
         return self.root / image_path.lstrip("/")
+
+
+@dataclass(frozen=True)
+class SkippedRun:
+    """A RUN step the builder did not execute; `in_image` when its stage is the final image or under it."""
+
+    stage: str
+    number: int
+    command: str
+    in_image: bool
+
+    def note(self) -> str:
+        """What skipping it means, for the build log."""
+        meaning = (
+            "what it installs must already be on this host"
+            if self.in_image
+            else "what it makes is not in the image: a COPY --from of it must already be on this host"
+        )
+        return f"RUN step {self.number} of {self.stage} not executed: {self.command} ({meaning})"
+
+
+def skipped_run_steps(spec: ImageSpec) -> list[SkippedRun]:
+    """Every RUN step of every stage, in Dockerfile order (stages numbered from 1, as `docker build` does)."""
+    final_chain: set[int] = set()
+    index: int | None = spec.stages[-1].index if spec.stages else None
+    while index is not None:
+        final_chain.add(index)
+        index = spec.stages[index].base_stage
+    skipped = []
+    for stage in spec.stages:
+        label = f"stage {stage.index + 1}" + (f" ({stage.name})" if stage.name else "")
+        for number, command in enumerate(stage.run_commands, start=1):
+            skipped.append(SkippedRun(label, number, command, stage.index in final_chain))
+    return skipped
+
+
+def _normalized(name: str) -> str:
+    """A module or distribution name as pip compares them (`scikit_learn` is `scikit-learn`)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def missing_module_hint(image: LocalImage, output: str) -> str | None:
+    """When `output` shows a missing Python module, say which and point at the RUN steps that were skipped."""
+    found = MISSING_MODULE.findall(output)
+    if not found:
+        return None
+    module = found[-1]
+    top = _normalized(module.split(".")[0])
+    skipped = [step for step in skipped_run_steps(image.spec) if step.in_image]
+    hint = f"Python module {module!r} is missing on this host"
+    if not skipped:
+        return f"{hint}: install it here (the image has no RUN step that could have installed it)"
+    mentioning = [
+        step
+        for step in skipped
+        if re.search(rf"(?<![\w-]){re.escape(top)}(?![\w-])", _normalized(step.command))
+    ]
+    named = ", ".join(f"RUN step {step.number} of {step.stage}" for step in (mentioning or skipped))
+    which = f"{named}, which names it" if mentioning else f"{len(skipped)} RUN step(s): {named}"
+    return (
+        f"{hint}: the image was built without a container engine, so its RUN steps were not executed "
+        f"({which}; see the build log) and what they install must already be installed here"
+    )
 
 
 class _DockerIgnore:
@@ -119,11 +184,7 @@ class _Builder:
                 self.copy(step, tree)
             (tree / stage.workdir.lstrip("/")).mkdir(parents=True, exist_ok=True)
         last = self.spec.stages[-1]
-        if last.run_steps:
-            self.notes.append(
-                f"{last.run_steps} RUN step(s) of the final stage not run: their effects come from "
-                "the local environment"
-            )
+        self.notes.extend(step.note() for step in skipped_run_steps(self.spec))
         if last.user:
             self.notes.append(f"USER {last.user} ignored: the programs run as the current user")
         return self.work / str(last.index)

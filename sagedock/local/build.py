@@ -358,6 +358,8 @@ class BuildExecutor:
                 f"COMMAND_EXECUTION_ERROR: Error while executing command: docker build -f {dockerfile} . "
                 f"Reason: {first}",
             ) from exc
+        for note in image.notes:  # RUN steps skipped, settings ignored: said once each, where users look
+            logfile.write(f"process mode: {note}\n")
         logfile.write(f"[Container] Built image {image.digest}\n")
         return image
 
