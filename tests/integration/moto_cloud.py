@@ -205,6 +205,9 @@ def open_cloud(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, settings: dict[s
         wired = services_module.Services(
             real.settings,
             dynamodb=Atomic(boto3.client("dynamodb", region_name=REGION)),
+            # moto in process re-imports its S3 URL table on every S3 request, which two threads cannot
+            # do at once ("module moto.s3.urls not in sys.modules"): its requests go one at a time too.
+            s3=Atomic(boto3.client("s3", region_name=REGION)),
             codebuild=CodeBuild(codebuild, real.settings.codebuild_project),  # type: ignore[arg-type]
             sagemaker=SageMaker(sagemaker),  # type: ignore[arg-type]
         )
