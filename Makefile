@@ -10,7 +10,7 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 SAM_VENV := $(VENV)/sam
 SAM_STAMP := $(SAM_VENV)/.installed
 
-.PHONY: demo test lint format unit integration e2e container bench package deploy destroy clean dockerfile-corpus
+.PHONY: demo test lint format unit integration e2e container bench package deploy destroy clean dockerfile-corpus base-image
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,11 @@ e2e: $(STAMP)
 	$(BIN)/pytest tests/e2e
 container: $(STAMP)
 	$(BIN)/pytest tests/container
+
+# The base image container mode's Dockerfiles start FROM (python:3.11-slim-bookworm), built with mmdebstrap
+# and cached in /var/cache/sagedock (SAGEDOCK_CACHE_DIR); docs/local-cloud.md.
+base-image: $(STAMP)
+	$(BIN)/python -m sagedock.local.baseimage
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -r requirements-bench.txt

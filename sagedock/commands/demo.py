@@ -19,6 +19,8 @@ from sagedock.client import ApiClient, ApiError, Target, resolve_target
 from sagedock.commands.local import configure_logging
 from sagedock.commands.status import error_text, timeline
 from sagedock.commands.submit import SubmitError, submit
+from sagedock.local.engine import EngineUnavailable
+from sagedock.local.engine import add_argument as add_engine_argument
 
 PROJECT = "demo"
 SAMPLES_PER_LABEL = 1
@@ -32,6 +34,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--state-dir", type=Path, help="images, logs and work trees (default: .sagedock/local)"
     )
+    add_engine_argument(parser)
     parser.add_argument("--timeout", type=float, default=600, help="give up after this many seconds")
     parser.add_argument("-v", "--verbose", action="store_true", help="show the local cloud's own log")
     parser.set_defaults(func=run)
@@ -60,13 +63,14 @@ def run(args: argparse.Namespace) -> int:
     bundle = args.bundle or PROJECT_DIR / "container"
     say = _printer(began)
     say("starting the local cloud (AWS emulator, the app's API and handlers, build/train/host executors)")
-    cloud = LocalCloud(state_dir=args.state_dir)
+    cloud = LocalCloud(state_dir=args.state_dir, engine=args.engine)
     try:
         contract = cloud.start()
+        say(cloud.chosen.describe())
         target = resolve_target(environ=contract)
         say(f"API {target.api_url}, emulator {target.endpoint_url}")
         return _demo(target, bundle, args.timeout, say)
-    except (SubmitError, ApiError, TimeoutError, AlreadyRunning) as exc:
+    except (SubmitError, ApiError, TimeoutError, AlreadyRunning, EngineUnavailable) as exc:
         print(f"demo failed: {exc}", file=sys.stderr)
         return 1
     finally:

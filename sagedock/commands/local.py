@@ -10,12 +10,15 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from sagedock.local.engine import add_argument as add_engine_argument
+
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("local", help="the local cloud: the pipeline on this machine")
     actions = parser.add_subparsers(dest="local_command", metavar="ACTION", required=True)
     up = actions.add_parser("up", help="start the local cloud; print its KEY=VALUE settings; run until ^C")
     up.add_argument("--state-dir", type=Path, help="images, logs and work trees (default: .sagedock/local)")
+    add_engine_argument(up)
     up.add_argument("-v", "--verbose", action="store_true", help="log every event and handler invocation")
     up.set_defaults(func=up_command)
 
@@ -32,6 +35,7 @@ def configure_logging(verbose: bool) -> None:
 
 def up_command(args: argparse.Namespace) -> int:
     from sagedock.local.cloud import AlreadyRunning, LocalCloud
+    from sagedock.local.engine import EngineUnavailable
 
     configure_logging(args.verbose)
     stop = threading.Event()
@@ -40,13 +44,14 @@ def up_command(args: argparse.Namespace) -> int:
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    cloud = LocalCloud(state_dir=args.state_dir)
+    cloud = LocalCloud(state_dir=args.state_dir, engine=args.engine)
     try:
         try:
             contract = cloud.start()
-        except AlreadyRunning as exc:
+        except (AlreadyRunning, EngineUnavailable) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
+        print(cloud.chosen.describe(), file=sys.stderr, flush=True)
         for key, value in contract.items():
             print(f"{key}={value}", flush=True)
         print(f"local cloud up; app logs in {cloud.state / 'logs'}; ^C to stop", file=sys.stderr, flush=True)

@@ -87,6 +87,8 @@ class LocalCloud:
     router: Any = None
     scheduler: Any = None
     host: Any = None
+    engine: str = "auto"  # --engine: auto, docker, podman or process
+    chosen: Any = None  # the Engine detected at start()
 
     @property
     def state(self) -> Path:
@@ -97,6 +99,7 @@ class LocalCloud:
         """Bring everything up; returns the contract (also written to `<state>/env`)."""
         from sagedock.local import scan
         from sagedock.local.build import BuildExecutor
+        from sagedock.local.engine import detect
         from sagedock.local.host import HostExecutor
         from sagedock.local.images import ImageStore
         from sagedock.local.router import Router
@@ -111,6 +114,8 @@ class LocalCloud:
                 f"a local cloud is already running on {self.state} (pid {running['SAGEDOCK_LOCAL_PID']}, API "
                 f"{running.get('SAGEDOCK_API_URL')}): use it, stop it, or pass another --state-dir"
             )
+        self.chosen = detect(self.engine)
+        log.info("%s", self.chosen.describe())
         work = self.state / "work"
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(self.state / "logs", ignore_errors=True)
@@ -165,6 +170,7 @@ class LocalCloud:
             )["QueueUrl"],
             "SAGEDOCK_LOCAL_STATE": str(self.state),
             "SAGEDOCK_LOCAL_PID": str(os.getpid()),
+            "SAGEDOCK_ENGINE": self.chosen.name,
             READY_KEY: "1",
         }
         (self.state / ENV_FILE).write_text("".join(f"{k}={v}\n" for k, v in self.contract.items()))

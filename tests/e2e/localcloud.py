@@ -157,11 +157,21 @@ class LocalCloudProcess:
         return list(wait_until(handled, timeout=timeout, what=f"event {event_id} to be handled"))
 
 
-def start_local_cloud(state_dir: Path) -> LocalCloudProcess:
-    """`sagedock local up`, read until its KEY=VALUE lines say it is ready."""
+def start_local_cloud(state_dir: Path, engine: str = "process") -> LocalCloudProcess:
+    """`sagedock local up --engine ENGINE`, read until its KEY=VALUE lines say it is ready."""
     stderr = (state_dir / "local-up.stderr").open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "sagedock.cli", "local", "up", "--state-dir", str(state_dir)],
+        [
+            sys.executable,
+            "-m",
+            "sagedock.cli",
+            "local",
+            "up",
+            "--state-dir",
+            str(state_dir),
+            "--engine",
+            engine,
+        ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=stderr,
