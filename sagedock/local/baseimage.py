@@ -120,6 +120,9 @@ def ensure(engine: str = "podman", recipe: Recipe | None = None, cache: Path = D
     built = not tarball.is_file()
     if built:
         bootstrap(recipe, tarball)
+        for stale in cache.glob("base-*.tar"):
+            if stale != tarball:
+                stale.unlink(missing_ok=True)  # another recipe's: never imported again
     import_image(engine, recipe, tarball)
     return f"{recipe.name}: {'built' if built else 'imported from'} {tarball} (recipe {recipe.key})"
 

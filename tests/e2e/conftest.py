@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from engines import require_engine
 from localcloud import LocalCloudProcess, start_local_cloud, stop_local_cloud
+
+from sagedock.local.engine import Engine
 
 
 @pytest.fixture(scope="module")
@@ -16,3 +19,9 @@ def local_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud
         yield cloud
     finally:
         stop_local_cloud(cloud)
+
+
+@pytest.fixture(scope="session")
+def container_engine() -> Engine:
+    """The container engine (docker or podman) with the base image; the test skips where there is none."""
+    return require_engine()
