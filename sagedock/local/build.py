@@ -170,8 +170,17 @@ class Build:
 class BuildExecutor:
     """Runs the builds StartBuild asks for, a few at a time."""
 
-    def __init__(self, emulator: Emulator, store: ImageStore, workdir: Path, *, concurrency: int = 2) -> None:
+    def __init__(
+        self,
+        emulator: Emulator,
+        store: ImageStore,
+        workdir: Path,
+        *,
+        concurrency: int = 2,
+        containers: Any = None,
+    ) -> None:
         self._emulator = emulator
+        self._containers = containers  # container mode: a ContainerBuilds that runs buildspec.yml for real
         self._store = store
         self._workdir = workdir
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="codebuild")
@@ -258,11 +267,10 @@ class BuildExecutor:
             try:
                 self._phase(build, "PROVISIONING", logfile, lambda: None)
                 self._phase(build, "DOWNLOAD_SOURCE", logfile, lambda: self._download(build, workspace))
-                self._phase(build, "INSTALL", logfile, lambda: None)
-                repository = build.variable("IMAGE_REPO")
-                self._phase(build, "PRE_BUILD", logfile, lambda: self._check_repository(repository))
-                image = self._phase(build, "BUILD", logfile, lambda: self._build(build, workspace, logfile))
-                self._phase(build, "POST_BUILD", logfile, lambda: self._push(build, image.digest, logfile))
+                if self._containers is not None:
+                    self._containers.run(build, workspace, logfile, self._phase)
+                else:
+                    self._process_phases(build, workspace, logfile)
                 self._phase(build, "UPLOAD_ARTIFACTS", logfile, lambda: None)
                 build.status = "SUCCEEDED"
             except BuildFailed as failure:
@@ -290,6 +298,13 @@ class BuildExecutor:
         build.end = now
         log.info("build %s %s", build.id, build.status)
         self._emit(build, region)
+
+    def _process_phases(self, build: Build, workspace: Path, logfile: Any) -> None:
+        self._phase(build, "INSTALL", logfile, lambda: None)
+        repository = build.variable("IMAGE_REPO")
+        self._phase(build, "PRE_BUILD", logfile, lambda: self._check_repository(repository))
+        image = self._phase(build, "BUILD", logfile, lambda: self._build(build, workspace, logfile))
+        self._phase(build, "POST_BUILD", logfile, lambda: self._push(build, image.digest, logfile))
 
     def _emit(self, build: Build, region: str) -> None:
         with self._lock:

@@ -132,10 +132,23 @@ class LocalCloud:
                 boto3.session.Session(), url, self.resources, sample_data=self.project_dir / "container"
             )
             store = ImageStore(self.state / "images")
-            self.host = HostExecutor(self.emulator, store, work / "endpoints")
+            runtime = builds = None
+            if self.chosen.containers:  # container mode: the registry, the buildspec for real, containers
+                from sagedock.local.containerbuild import start_container_mode
+
+                runtime, builds = start_container_mode(
+                    self.emulator, self.chosen, self.state, self.project_dir, self._stack
+                )
+            self.host = HostExecutor(self.emulator, store, work / "endpoints", containers=runtime)
             for executor in (
-                BuildExecutor(self.emulator, store, self.state / "logs" / "builds"),
-                TrainExecutor(self.emulator, store, work / "training", self.state / "logs" / "training"),
+                BuildExecutor(self.emulator, store, self.state / "logs" / "builds", containers=builds),
+                TrainExecutor(
+                    self.emulator,
+                    store,
+                    work / "training",
+                    self.state / "logs" / "training",
+                    containers=runtime,
+                ),
                 self.host,
             ):
                 executor.install()

@@ -15,7 +15,9 @@ import re
 import subprocess
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sagedock.contract import (
     Log,
@@ -29,6 +31,7 @@ from sagedock.contract import (
 )
 from sagedock.image import make_writable
 from sagedock.local.engine import Engine
+from sagedock.local.images import parse_image_uri
 
 LABEL = "org.sagedock.local-cloud"
 SERVING_PORT = 8080
@@ -259,3 +262,43 @@ class ServeContainer(ServeProcess):
         self._running.finish()
         make_writable(self._model_dir)
         return None if self.killed else self.exit_code
+
+
+@dataclass(frozen=True)
+class ContainerRuntime:
+    """What the training and hosting executors need in container mode: the engine, the registry, the owner."""
+
+    engine: Engine
+    registry: str  # host:port of the local registry (ECR's data plane)
+    owner: str  # the label value of this local cloud's containers
+
+    def pull(self, uri: str, ecr: Any) -> str:
+        """Pull the image an ECR reference names from the registry, by digest, as SageMaker does; the local
+        reference to run. ValueError for a bad reference, LookupError when ECR or the registry lacks it."""
+        ref = parse_image_uri(uri)
+        image_id = {"imageDigest": ref.digest} if ref.digest else {"imageTag": ref.tag or "latest"}
+        try:
+            described = ecr.describe_images(repositoryName=ref.repository, imageIds=[image_id])
+            digest = ref.digest or described["imageDetails"][0]["imageDigest"]
+        except Exception as exc:
+            raise LookupError(f"{uri} is not in the registry") from exc
+        local = f"{self.registry}/{ref.repository}@{digest}"
+        try:
+            done = _cli(self.engine, "pull", "--quiet", local, timeout=600)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise LookupError(f"pulling {local}: {exc}") from exc
+        if done.returncode != 0:
+            raise LookupError(f"pulling {local}: {done.stderr.strip()[-500:]}")
+        return local
+
+    def train(self, image: str, opt_ml: Path, **options: Any) -> TrainOutcome:
+        """`run_train` with this runtime's engine and owner."""
+        return run_train(self.engine, image, opt_ml, owner=self.owner, **options)
+
+    def serve(self, image: str, model_tar: Path, **options: Any) -> ServeContainer:
+        """`ServeContainer.launch` with this runtime's engine and owner."""
+        return ServeContainer.launch(self.engine, image, model_tar, owner=self.owner, **options)
+
+    def clean(self) -> list[str]:
+        """Remove every container this local cloud left (names)."""
+        return remove_owned(self.engine, self.owner)

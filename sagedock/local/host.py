@@ -56,8 +56,17 @@ class Serving:
 class HostExecutor:
     """Runs one serve per endpoint and routes invocations to it."""
 
-    def __init__(self, emulator: Emulator, store: ImageStore, workdir: Path, *, concurrency: int = 8) -> None:
+    def __init__(
+        self,
+        emulator: Emulator,
+        store: ImageStore,
+        workdir: Path,
+        *,
+        concurrency: int = 8,
+        containers: Any = None,
+    ) -> None:
         self._emulator = emulator
+        self._containers = containers  # container mode: a ContainerRuntime; None runs processes
         self._store = store
         self._workdir = workdir
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="hosting")
@@ -266,11 +275,17 @@ class HostExecutor:
             except Exception as exc:
                 raise DeployFailed(f"Failed to download model data from {data_url}: {exc}") from exc
         timeout = float(variant.get("ContainerStartupHealthCheckTimeoutInSeconds") or DEFAULT_HEALTH_TIMEOUT)
-        process = ServeProcess.start(
+        container = (
+            {"endpoint": name, "instance_type": str(variant.get("InstanceType") or "ml.m5.large")}
+            if self._containers is not None
+            else {}
+        )
+        process = (self._containers.serve if self._containers is not None else ServeProcess.start)(
             image,
             model_tar,
             port=free_port(),
             workdir=workdir,
+            **container,
             extra_env={str(k): str(v) for k, v in (container.get("Environment") or {}).items()},
             log=tee(
                 line_logger(workdir / "serve.log"),
@@ -289,6 +304,8 @@ class HostExecutor:
 
     def _resolve_image(self, uri: str) -> Any:
         try:
+            if self._containers is not None:
+                return self._containers.pull(uri, self._emulator.client("ecr"))
             return self._store.pull(uri, self._emulator.client("ecr"))
         except Exception as exc:
             raise DeployFailed(

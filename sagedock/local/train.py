@@ -39,9 +39,17 @@ class TrainExecutor:
     """Runs the jobs CreateTrainingJob starts, a few at a time."""
 
     def __init__(
-        self, emulator: Emulator, store: ImageStore, workdir: Path, logs: Path, *, concurrency: int = 2
+        self,
+        emulator: Emulator,
+        store: ImageStore,
+        workdir: Path,
+        logs: Path,
+        *,
+        concurrency: int = 2,
+        containers: Any = None,
     ) -> None:
         self._emulator = emulator
+        self._containers = containers  # container mode: a ContainerRuntime; None runs processes
         self._store = store
         self._workdir = workdir
         self._logs = logs
@@ -142,10 +150,11 @@ class TrainExecutor:
         )
         self._emit(name)
         runtime = int(request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds", DEFAULT_MAX_RUNTIME))
-        outcome = run_train(
+        outcome = (self._containers.train if self._containers is not None else run_train)(
             image,
             opt_ml,
             timeout=runtime,
+            **self._container_options(name, resource),
             log=tee(
                 line_logger(self._logs / f"{name}.log"),
                 # SageMaker's stream of the job's first instance: <job>/algo-1-<epoch seconds>
@@ -169,8 +178,22 @@ class TrainExecutor:
         artifact = self._upload_model(name, request, opt_ml, root)
         self._finish(name, "Completed", artifact=artifact)
 
+    def _container_options(self, name: str, resource: dict[str, Any]) -> dict[str, Any]:
+        """What a container needs beyond what a process does: the job's identity, its instance type."""
+        if self._containers is None:
+            return {}
+        region = self._emulator.region
+        return {
+            "job_name": name,
+            "job_arn": f"arn:aws:sagemaker:{region}:{events.ACCOUNT}:training-job/{name.lower()}",
+            "instance_type": str(resource.get("InstanceType", "ml.m5.large")),
+            "region": self._emulator.region,
+        }
+
     def _resolve_image(self, uri: str) -> Any:
         try:
+            if self._containers is not None:
+                return self._containers.pull(uri, self._emulator.client("ecr"))
             return self._store.pull(uri, self._emulator.client("ecr"))
         except ValueError as exc:
             raise JobFailed(f"ClientError: {exc}") from exc
