@@ -106,6 +106,7 @@ CALL_SITES: dict[str, list[tuple[str, str]]] = {
         ("cloudwatch:DescribeAlarms", "alarms"),
     ],
     "Endpoints.invoke_endpoint": [("sagemaker:InvokeEndpoint", "endpoints")],
+    "Endpoints.describe_endpoint": [("sagemaker:DescribeEndpoint", "endpoints")],
     "Ecr.describe_image_scan_findings": [("ecr:DescribeImageScanFindings", "repositories")],
     # Registering a SageMaker variant: Application Auto Scaling checks the caller may read and resize it,
     # and creates its service-linked role the first time (iam:CreateServiceLinkedRole, conditioned).
@@ -191,6 +192,7 @@ HANDLER_CALLS: dict[str, set[str]] = {
     # GET/POST routes, and POST /runs/{id}/retry restarts a build, a training job or a deploy.
     "api_handler": RUNS
     | {"RunStore.query", ONCE, "create_upload.generate_presigned_post", "Endpoints.invoke_endpoint"}
+    | {"Endpoints.describe_endpoint"}
     | {"CloudWatchLogs.describe_log_streams", "CloudWatchLogs.get_log_events"}
     | BUILD
     | TRAIN
@@ -267,14 +269,15 @@ def required(handler: str) -> set[tuple[str, str]]:
 def client_call_sites() -> set[str]:
     """Every `<enclosing class or function>.<attribute>` taken off a boto3 client in chalicelib/.
 
-    Clients live in `self._client` (adapters), in a parameter named `client` and in `Services.s3`.
+    Clients live in `self._client` (adapters; `self._control_client` for the runtime adapter's control-plane
+    client), in a parameter named `client` and in `Services.s3`.
     """
     sites: set[str] = set()
 
     def holds_client(node: ast.expr) -> bool:
         if isinstance(node, ast.Name):
             return node.id == "client"
-        return isinstance(node, ast.Attribute) and node.attr in ("_client", "s3")
+        return isinstance(node, ast.Attribute) and node.attr in ("_client", "_control_client", "s3")
 
     def visit(node: ast.AST, scope: str) -> None:
         for child in ast.iter_child_nodes(node):
