@@ -148,8 +148,8 @@ def _validate(svc: Services, run: Run) -> dict[str, Any]:
         raise BundleRejected(f"the bundle could not be read: {exc.message}", code="UnreadableBundle") from exc
     from chalicelib import preflight
 
-    preflight.check_run(svc, run.run_id, run.project, run.attempt, report.manifest)
-    manifest: dict[str, Any] = report.manifest.model_dump(mode="json")
+    resolved = preflight.check_run(svc, run.run_id, run.project, run.attempt, report.manifest)
+    manifest: dict[str, Any] = resolved.model_dump(mode="json")
     return manifest
 
 

@@ -93,6 +93,7 @@ CALL_SITES: dict[str, list[tuple[str, str]]] = {
     "SageMaker.list_tags": [("sagemaker:ListTags", "endpoints")],
     # ListObjectsV2 is authorised by s3:ListBucket on the bucket; channels in other buckets are not granted.
     "channel_problems.list_objects_v2": [("s3:ListBucket", "data bucket")],
+    "discovered_channels.list_objects_v2": [("s3:ListBucket", "data bucket")],
     "SageMaker.describe_endpoint": [("sagemaker:DescribeEndpoint", "endpoints")],
     "SageMaker.create_endpoint": [
         ("sagemaker:CreateEndpoint", "endpoints"),
@@ -149,7 +150,12 @@ BUILD = {  # _start_build
 }
 TRAIN = {"SageMaker.create_training_job", "channel_problems.list_objects_v2"}  # _launch_training, preflight
 # _validate's pre-flight: the channels, and who owns the endpoint (the runs table, then the endpoint's tag)
-PREFLIGHT = {"channel_problems.list_objects_v2", "SageMaker.list_endpoints", "SageMaker.list_tags"}
+PREFLIGHT = {
+    "channel_problems.list_objects_v2",
+    "discovered_channels.list_objects_v2",  # no [train].channels: the SDK's convention
+    "SageMaker.list_endpoints",
+    "SageMaker.list_tags",
+}
 SCAN = {"Ecr.describe_image_scan_findings"}  # _start_training's scan gate ([build] scan = true)
 DEPLOY = {  # _deploy: artifact, model, endpoint config, create or update the endpoint
     "SageMaker.describe_training_job",
