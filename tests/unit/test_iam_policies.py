@@ -179,6 +179,7 @@ SCALE = {  # endpoint_state_changed: the variant's scaling once in service; whic
     "AutoScaling.deregister_scalable_target",
     "Alarms.describe_alarms",
 }
+LOG_READS = {"CloudWatchLogs.describe_log_streams", "CloudWatchLogs.get_log_events"}
 HANDLER_CALLS: dict[str, set[str]] = {
     "bundle_uploaded": RUNS
     | {ONCE, "S3RangeReader.head_object", "S3RangeReader.get_object"}
@@ -187,8 +188,11 @@ HANDLER_CALLS: dict[str, set[str]] = {
     "build_state_changed": RUNS | {ONCE} | TRAIN | SCAN,
     "image_pushed": RUNS | {ONCE} | TRAIN | SCAN,
     "image_scanned": RUNS | {ONCE} | TRAIN | SCAN,
-    "training_state_changed": RUNS | {ONCE} | DEPLOY,
-    "endpoint_state_changed": RUNS | {"SageMaker.list_endpoints", "SageMaker.describe_endpoint"} | SCALE,
+    "training_state_changed": RUNS | {ONCE} | DEPLOY | LOG_READS,
+    "endpoint_state_changed": RUNS
+    | {"SageMaker.list_endpoints", "SageMaker.describe_endpoint"}
+    | SCALE
+    | LOG_READS,
     # the latest successful run of the project (a query), then a training job on its image
     "retrain_requested": RUNS | {"RunStore.query", ONCE} | TRAIN,
     # the sweeper: the runs with unpublished events (a query on the sparse index), claimed and published
@@ -199,7 +203,7 @@ HANDLER_CALLS: dict[str, set[str]] = {
     "api_handler": RUNS
     | {"RunStore.query", ONCE, "create_upload.generate_presigned_post", "Endpoints.invoke_endpoint"}
     | {"Endpoints.describe_endpoint"}
-    | {"CloudWatchLogs.describe_log_streams", "CloudWatchLogs.get_log_events"}
+    | LOG_READS
     | BUILD
     | TRAIN
     | DEPLOY,
@@ -263,12 +267,20 @@ def allows(document: dict[str, Any], action: str, resource: str) -> bool:
     return any(fnmatch.fnmatchcase(action, granted) and on == resource for granted, on in grants(document))
 
 
+# A handler that reaches a call site on some of its resources only: (handler, site) -> those resources.
+NARROWED: dict[tuple[str, str], set[str]] = {
+    **{("training_state_changed", site): {"training logs"} for site in LOG_READS},  # a failed job's log
+    **{("endpoint_state_changed", site): {"endpoint logs"} for site in LOG_READS},  # a failed endpoint's
+}
+
+
 def required(handler: str) -> set[tuple[str, str]]:
     """The (action, resource) pairs the handler's calls need."""
     return {
         (action, RESOURCES[resource])
         for site in HANDLER_CALLS[handler]
         for action, resource in CALL_SITES[site]
+        if resource in NARROWED.get((handler, site), {resource})
     }
 
 
