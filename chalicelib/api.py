@@ -288,7 +288,7 @@ def invoke_endpoint(name: str) -> Response:
             f"the invocation body is {len(body)} bytes; SageMaker endpoints accept at most "
             f"{MAX_INVOCATION_BYTES} bytes (6 MB): send smaller batches, or use batch transform"
         )
-    answer, content_type = Endpoints(client("sagemaker-runtime")).invoke(
+    answer, content_type = Endpoints(client("sagemaker-runtime"), client("sagemaker")).invoke(
         name, body, headers.get("content-type", "application/octet-stream"), headers.get("accept")
     )
     text = content_type.startswith("text/") or "json" in content_type

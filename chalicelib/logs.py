@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 TRAINING_JOBS_GROUP = "/aws/sagemaker/TrainingJobs"
 ENDPOINTS_GROUP_PREFIX = "/aws/sagemaker/Endpoints/"
 MAX_STREAMS_PER_PAGE = 50
+# What a failed job's or endpoint's error quotes of its log: its last lines, within a bounded size.
+FAILURE_TAIL_LINES = 10
+FAILURE_TAIL_CHARS = 1500
 
 
 def build_log_group(codebuild_project: str) -> str:
@@ -129,6 +132,14 @@ class CloudWatchLogs:
         )
         return str(chosen["logStreamName"])
 
+    def tail(self, group: str, prefix: str, *, lines: int) -> tuple[str, list[str]] | None:
+        """The latest stream of the group (starting with prefix) and its last `lines` messages, or None."""
+        stream = self.latest_stream(group, prefix)
+        if stream is None:
+            return None
+        events, _ = self.read(group, stream, limit=lines, forward=None)
+        return stream, [event["message"].rstrip() for event in events]
+
     def read(
         self, group: str, stream: str, *, limit: int, forward: str | None
     ) -> tuple[list[dict[str, str]], str | None]:
@@ -195,3 +206,29 @@ def run_logs(
         "next_token": encode_token(chosen, group, stream, following) if following else None,
     }
     return answer
+
+
+def with_log_tail(message: str, logs: CloudWatchLogs, group: str, prefix: str = "") -> str:
+    """A failure's message followed by the last lines of the log that explains it.
+
+    SageMaker's FailureReason says that a container exited or failed its health check, not why: the why is
+    in its CloudWatch log. Lines the message already holds are not repeated; logs that cannot be read
+    leave the message as it is (the failure is recorded all the same).
+    """
+    from chalicelib.errors import SagedockError
+    from chalicelib.observability import logger
+
+    try:
+        found = logs.tail(group, prefix, lines=FAILURE_TAIL_LINES)
+    except SagedockError as exc:
+        logger.warning("the failure's log could not be read", extra={"group": group, "error": exc.message})
+        return message
+    if found is None:
+        return message
+    stream, lines = found
+    quoted = " | ".join(line for line in lines if line.strip() and line.strip() not in message)
+    if not quoted:
+        return message
+    if len(quoted) > FAILURE_TAIL_CHARS:
+        quoted = "..." + quoted[-FAILURE_TAIL_CHARS:]
+    return f"{message}; the last lines of its log ({group} {stream}): {quoted}"

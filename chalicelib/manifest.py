@@ -1,14 +1,16 @@
 """The `sagedock.toml` schema: what a bundle may ask of its build, its training job and its endpoint.
 
 Every section and key is optional and an absent file means all defaults; unknown keys are an error
-(a typo must not silently fall back to a default). Two defaults depend on the project, which is why
-`parse_manifest` takes it:
+(a typo must not silently fall back to a default). `deploy.endpoint_name` defaults to the project name,
+which is why `parse_manifest` takes it.
 
-- `deploy.endpoint_name` defaults to the project name;
-- `train.channels` defaults to `{"train": "<project>/train/"}`: one channel, `train`, read from the key
-  prefix `<project>/train/` of the data bucket. Like every channel it must hold at least one object when
-  the run is validated and again when its training job starts (chalicelib/preflight.py: EmptyChannel).
-  Write `channels = {}` under `[train]` for a training job with no input data.
+With no `channels` key under `[train]`, `train.channels` is None here and the channels follow the SageMaker
+SDK's convention, resolved at validate from the data bucket (chalicelib/preflight.py: `resolve_channels`):
+every `<project>/<channel>/` prefix holding data becomes a channel of that name, so `<project>/train/` gives
+`train` and `<project>/training/` gives `training`, the SDK's default channel that classic containers read
+at `/opt/ml/input/data/training`. The run records the channels found, and its training job reads exactly
+those. Named channels must each hold at least one object when the run is validated and again when its
+training job starts (EmptyChannel). Write `channels = {}` under `[train]` for a job with no input data.
 
 The models build their validators on first use (`defer_build`), so importing this module stays cheap.
 """
@@ -40,7 +42,7 @@ PROJECT_PATTERN: Final = names.PROJECT_PATTERN
 
 _INSTANCE_TYPE = re.compile(r"ml\.[a-z0-9][a-z0-9-]*\.[a-z0-9]+")
 _ENDPOINT_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
-_CHANNEL_NAME = re.compile(r"[A-Za-z0-9.\-_]{1,64}")
+CHANNEL_NAME_PATTERN = re.compile(r"[A-Za-z0-9.\-_]{1,64}")
 _BUILD_ARG_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _IP_ADDRESS = re.compile(r"\d+\.\d+\.\d+\.\d+")
@@ -165,7 +167,7 @@ EndpointName = Annotated[
 ]
 ChannelName = Annotated[
     str,
-    _matching(_CHANNEL_NAME, "channel name", "use 1-64 letters, digits, '.', '-' and '_'"),
+    _matching(CHANNEL_NAME_PATTERN, "channel name", "use 1-64 letters, digits, '.', '-' and '_'"),
 ]
 ChannelSource = Annotated[str, AfterValidator(_channel_source)]
 BuildArgName = Annotated[
@@ -211,22 +213,29 @@ class BuildConfig(_Section):
 
 class TrainConfig(_Section):
     """[train]: the SageMaker training job. `channels` maps a channel name to a key prefix in the data
-    bucket or a full s3:// URI; `parse_manifest` fills its default from the project."""
+    bucket or a full s3:// URI; None (no `channels` key) until validate resolves them by the SDK's
+    convention (the module docstring)."""
 
     instance_type: TrainingInstanceType = "ml.m5.large"
     instance_count: int = Field(default=1, gt=0)
     volume_size_gb: int = Field(default=30, gt=0)
     max_runtime_seconds: int = Field(default=3600, gt=0, le=MAX_RUNTIME_SECONDS)
     hyperparameters: Hyperparameters = Field(default_factory=dict, max_length=MAX_HYPERPARAMETERS)
-    channels: dict[ChannelName, ChannelSource] = Field(max_length=MAX_CHANNELS)
+    channels: Annotated[dict[ChannelName, ChannelSource], Field(max_length=MAX_CHANNELS)] | None = None
 
     def hyperparameters_as_strings(self) -> dict[str, str]:
         """The HyperParameters of CreateTrainingJob: SageMaker takes strings only (booleans as true/false)."""
         return {name: as_string(value) for name, value in self.hyperparameters.items()}
 
     def channel_uris(self, data_bucket: str) -> dict[str, str]:
-        """Each channel's S3 URI, key prefixes resolved against the data bucket."""
+        """Each channel's S3 URI, key prefixes resolved against the data bucket (channels resolved)."""
+        if self.channels is None:
+            raise ValueError("the channels are not resolved yet (chalicelib/preflight.py: resolve_channels)")
         return {name: channel_uri(data_bucket, source) for name, source in self.channels.items()}
+
+    def with_channels(self, channels: dict[str, str]) -> TrainConfig:
+        """This section with the channels that validate resolved."""
+        return self.model_copy(update={"channels": channels})
 
 
 class ServerlessConfig(_Section):
@@ -293,7 +302,7 @@ class Manifest(_Section):
     """A whole sagedock.toml, defaults filled in. Build it with `parse_manifest`."""
 
     build: BuildConfig = Field(default_factory=BuildConfig)
-    train: TrainConfig
+    train: TrainConfig = Field(default_factory=TrainConfig)
     deploy: DeployConfig
 
 
@@ -330,9 +339,6 @@ def validate_manifest(data: dict[str, Any]) -> Manifest:
 
 
 def _fill_project_defaults(data: dict[str, Any], project: str) -> None:
-    train = data.setdefault("train", {})
-    if isinstance(train, dict):
-        train.setdefault("channels", {"train": f"{project}/train/"})
     deploy = data.setdefault("deploy", {})
     if isinstance(deploy, dict):
         deploy.setdefault("endpoint_name", project)

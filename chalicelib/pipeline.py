@@ -29,6 +29,7 @@ from chalicelib.events import (
     ObjectCreated,
     TrainingJobStateChange,
 )
+from chalicelib.logs import TRAINING_JOBS_GROUP, endpoint_log_group, with_log_tail
 from chalicelib.models import STAGE_OF_STATUS, ImageRef, Run, ScanResult, SourceRef, Stage, Status
 from chalicelib.observability import count, logger
 from chalicelib.services import Services
@@ -148,8 +149,8 @@ def _validate(svc: Services, run: Run) -> dict[str, Any]:
         raise BundleRejected(f"the bundle could not be read: {exc.message}", code="UnreadableBundle") from exc
     from chalicelib import preflight
 
-    preflight.check_run(svc, run.run_id, run.project, run.attempt, report.manifest)
-    manifest: dict[str, Any] = report.manifest.model_dump(mode="json")
+    resolved = preflight.check_run(svc, run.run_id, run.project, run.attempt, report.manifest)
+    manifest: dict[str, Any] = resolved.model_dump(mode="json")
     return manifest
 
 
@@ -475,6 +476,7 @@ def training_state_changed(event: TrainingJobStateChange, svc: Services) -> Outc
     if status == "Failed":
         reason = (event.failure_reason or "").strip()
         message = reason.splitlines()[0] if reason else "training failed without a reason"
+        message = with_log_tail(message, svc.logs, TRAINING_JOBS_GROUP, f"{event.training_job_name}/")
         return _record_failure(svc, run.run_id, Stage.TRAIN, "TrainingFailed", message)
     if status == "Stopped":
         return _record_failure(
@@ -637,9 +639,10 @@ def endpoint_state_changed(event: EndpointStateChange, svc: Services) -> Outcome
             )
     if state.status == "Failed":
         reason = state.failure_reason or event.failure_reason or "no reason given"
-        return _record_failure(
-            svc, run.run_id, Stage.DEPLOY, "EndpointFailed", f"endpoint {state.name} failed: {reason}"
+        message = with_log_tail(
+            f"endpoint {state.name} failed: {reason}", svc.logs, endpoint_log_group(state.name)
         )
+        return _record_failure(svc, run.run_id, Stage.DEPLOY, "EndpointFailed", message)
     if state.status == "InService" and state.failure_reason:
         return _record_failure(
             svc,

@@ -4,7 +4,11 @@ The manifest's own limits (instance types, counts, ranges, lengths: chalicelib/l
 it is parsed. What depends on the world is checked here, every problem collected so that all are reported
 at once:
 
-- every training channel holds at least one object (one ListObjectsV2, MaxKeys=1, per channel): at
+- with no `[train].channels`, the channels are found by the SageMaker SDK's convention: every
+  `<project>/<channel>/` prefix of the data bucket (ListObjectsV2 with Delimiter="/" under `<project>/`,
+  one call unless more than 1,000 keys sit directly under it); none found is EmptyChannel, more than
+  SageMaker's 20 is TooManyChannels;
+- every named training channel holds at least one object (one ListObjectsV2, MaxKeys=1, per channel): at
   validate, before the build, and again inside the at-most-once creation of the training job, since data
   may be deleted while the image builds (EmptyChannel);
 - the endpoint the run would deploy to is not another project's (EndpointOwned) unless the manifest
@@ -120,6 +124,73 @@ def channel_problems(client: Any, channels: Mapping[str, str], *, data_bucket: s
     return problems
 
 
+def resolve_channels(
+    client: Any, manifest: Manifest, *, project: str, data_bucket: str
+) -> tuple[Manifest, list[Problem]]:
+    """The manifest with its channels resolved, and the problems of its channels.
+
+    Named channels stay as they are and are checked for data; with none named, each `<project>/<channel>/`
+    prefix holding data becomes a channel (the SageMaker SDK's convention), and no such prefix is a problem.
+    """
+    if manifest.train.channels is not None:
+        uris = manifest.train.channel_uris(data_bucket)
+        return manifest, channel_problems(client, uris, data_bucket=data_bucket)
+    found, problems = discovered_channels(client, project=project, data_bucket=data_bucket)
+    return manifest.model_copy(update={"train": manifest.train.with_channels(found)}), problems
+
+
+def discovered_channels(
+    client: Any, *, project: str, data_bucket: str
+) -> tuple[dict[str, str], list[Problem]]:
+    """Each `<project>/<name>/` prefix of the data bucket as a channel `name` -> that prefix.
+
+    A prefix is listed only when an object lies under it, so every channel found holds data. Names that
+    SageMaker would refuse as a channel name are left out (and logged).
+    """
+    from chalicelib.manifest import CHANNEL_NAME_PATTERN
+
+    base = f"{project}/"
+    names_found: list[str] = []
+    request: dict[str, Any] = {"Bucket": data_bucket, "Prefix": base, "Delimiter": "/"}
+    while True:
+        try:
+            listed = client.list_objects_v2(**request)
+        except ClientError as exc:
+            raise translate(exc, f"listing the channels under s3://{data_bucket}/{base}") from exc
+        names_found += [entry["Prefix"][len(base) : -1] for entry in listed.get("CommonPrefixes", [])]
+        if not listed.get("IsTruncated") or len(names_found) > limits.MAX_CHANNELS:
+            break
+        request["ContinuationToken"] = listed["NextContinuationToken"]
+    usable = sorted(name for name in names_found if CHANNEL_NAME_PATTERN.fullmatch(name))
+    if len(usable) < len(names_found):
+        from chalicelib.observability import logger
+
+        skipped = sorted(set(names_found) - set(usable))
+        logger.info("prefixes that are not channel names left out", extra={"prefixes": skipped})
+    where = f"s3://{data_bucket}/{base}"
+    if not usable:
+        return {}, [
+            Problem(
+                "EmptyChannel",
+                "train.channels",
+                f"no channel named under [train.channels] and no data under {where}<channel>/: put each "
+                f"channel's data under its own prefix ({where}train/, or {where}training/ for a container "
+                "that reads /opt/ml/input/data/training), name the channels under [train.channels], or "
+                "write channels = {} under [train] for a job without input",
+            )
+        ]
+    if len(usable) > limits.MAX_CHANNELS:
+        return {}, [
+            Problem(
+                "TooManyChannels",
+                "train.channels",
+                f"more than {limits.MAX_CHANNELS} prefixes under {where} would each be a channel, and "
+                f"SageMaker takes at most {limits.MAX_CHANNELS}: name the channels under [train.channels]",
+            )
+        ]
+    return {name: f"{base}{name}/" for name in usable}, []
+
+
 def _empty(name: str, uri: str, why: str) -> Problem:
     return Problem(
         "EmptyChannel",
@@ -196,17 +267,19 @@ def _owned(name: str, owner: str | None) -> Problem:
 
 
 # --- the checks of a run ---------------------------------------------------------------------------------
-def check_run(svc: Services, run_id: str, project: str, attempt: int, manifest: Manifest) -> None:
-    """Every pre-flight check of a run at validate; PreflightFailed lists every problem found.
+def check_run(svc: Services, run_id: str, project: str, attempt: int, manifest: Manifest) -> Manifest:
+    """Every pre-flight check of a run at validate; PreflightFailed lists every problem found. The
+    manifest comes back with its channels resolved (`resolve_channels`), as the run records it.
 
     An AWS call that fails for a reason other than the bundle ends the run too (BundleRejected with the
     call's code), since validate has nothing to retry; throttling is raised as TransientError.
     """
     data_bucket = svc.settings.data_bucket
     try:
+        manifest, channels = resolve_channels(svc.s3, manifest, project=project, data_bucket=data_bucket)
         problems = [
             *name_problems(run_id, attempt),
-            *channel_problems(svc.s3, manifest.train.channel_uris(data_bucket), data_bucket=data_bucket),
+            *channels,
             *endpoint_problems(
                 manifest,
                 project,
@@ -217,6 +290,7 @@ def check_run(svc: Services, run_id: str, project: str, attempt: int, manifest: 
     except UpstreamError as exc:
         raise BundleRejected(f"a pre-flight check could not run: {exc.message}", code=exc.code) from exc
     raise_if_any(problems)
+    return manifest
 
 
 def check_channels(svc: Services, request: Mapping[str, Any]) -> None:

@@ -67,6 +67,9 @@ def validated_manifest(parent: Run, request: RetrainRequest) -> dict[str, Any]:
         mode="json"
     )
     train = dict(manifest.get("train") or {})
+    if train.get("channels") is None:
+        # Only a run recorded before validate resolved its channels has none: the convention's usual one.
+        train["channels"] = {"train": f"{parent.project}/train/"}
     deploy = dict(manifest.get("deploy") or {})
     for field, value in (("hyperparameters", request.hyperparameters), ("channels", request.channels)):
         if value is None:

@@ -91,6 +91,7 @@ class Services:
             "autoscaling",
             "alarms",
             "events",
+            "logs",
         }
         if unknown:
             raise TypeError(f"unknown services: {sorted(unknown)}")
@@ -127,6 +128,13 @@ class Services:
     def s3(self) -> Any:
         """The S3 client (bundle inspection, presigned uploads)."""
         return client("s3")
+
+    @cached_property
+    def logs(self) -> Any:
+        """Reads CloudWatch Logs: the tail of a failed training job's or endpoint's log."""
+        from chalicelib.logs import CloudWatchLogs
+
+        return CloudWatchLogs(client("logs"))
 
     @cached_property
     def codebuild(self) -> Any:

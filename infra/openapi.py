@@ -296,7 +296,7 @@ def build() -> dict[str, Any]:
                             "content": {"*/*": {"schema": {}}},
                         },
                         "4XX": _json("Error", "a bad request, or the model's own 4xx (code ModelError)"),
-                        **_errors("400", "413", "415", "502", "503"),
+                        **_errors("400", "404", "413", "415", "502", "503"),
                     },
                 }
             },

@@ -152,8 +152,8 @@ def _account_checks(
     target, bucket = account
 
     def channels() -> list[Problem]:
-        uris = manifest.train.channel_uris(bucket)
-        return preflight.channel_problems(aws_client(target, "s3"), uris, data_bucket=bucket)
+        s3 = aws_client(target, "s3")
+        return preflight.resolve_channels(s3, manifest, project=project, data_bucket=bucket)[1]
 
     def endpoint() -> list[Problem]:
         sagemaker = SageMaker(aws_client(target, "sagemaker"))

@@ -191,7 +191,7 @@ def test_projects_and_project_show_each_project_and_its_json_is_the_apis(
 def test_invoking_an_endpoint_that_does_not_exist_is_exit_1(local_cloud: LocalCloudProcess) -> None:
     done = local_cloud.cli("invoke", "no-such-endpoint", "--data", "1,2,3,4")
     assert done.returncode == 1
-    assert done.stderr.startswith("error: endpoint no-such-endpoint answered 4"), done.stderr
+    assert done.stderr.startswith("error: endpoint no-such-endpoint answered 404"), done.stderr
     assert done.stderr.count("\n") == 1
 
 

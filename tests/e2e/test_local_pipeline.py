@@ -140,6 +140,11 @@ def test_sagedock_check_finds_the_empty_channel_in_the_running_local_cloud(
     checked = local_cloud.cli("check", str(tmp_path), "--project", "checked")
     assert checked.returncode == 1, checked.stdout + checked.stderr
     assert "EmptyChannel train.channels.train:" in checked.stdout
+    (tmp_path / "sagedock.toml").unlink()  # no channels named: the SDK's convention, as at validate
+    conventional = local_cloud.cli("check", str(tmp_path), "--project", "nodata")
+    assert conventional.returncode == 1, conventional.stdout + conventional.stderr
+    assert "EmptyChannel train.channels: no channel named" in conventional.stdout
+    assert f"s3://{local_cloud.contract['SAGEDOCK_DATA_BUCKET']}/nodata/training/" in conventional.stdout
     clean = local_cloud.cli("check", str(ROOT / "container"), "--project", "demo")
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert "not checked" not in clean.stderr

@@ -450,6 +450,66 @@ def test_the_models_5xx_is_a_502_never_a_500(cloud: Cloud) -> None:
     assert json.loads(response.body)["code"] == "ModelError"
 
 
+DIGEST = "sha256:" + "a" * 64
+
+
+def runtime_refuses(message: str) -> Any:
+    """Make SageMaker Runtime answer the next invocation with ValidationError, as it does for a missing
+    endpoint and for a request the endpoint cannot take alike."""
+    from botocore.stub import Stubber
+
+    from chalicelib.aws import client
+
+    stubber = Stubber(client("sagemaker-runtime"))
+    stubber.add_client_error("invoke_endpoint", service_error_code="ValidationError", service_message=message)
+    return stubber
+
+
+def test_invoking_an_endpoint_that_does_not_exist_is_a_404(cloud: Cloud) -> None:
+    # Given no endpoint named ghost (the runtime answers ValidationError, as for a bad request)
+    with runtime_refuses("Endpoint ghost of account 123456789012 not found."):
+        response = cloud.client.http.post(
+            "/endpoints/ghost/invocations", headers={"Content-Type": "text/csv"}, body="1,2,3,4"
+        )
+
+    # Then the caller is told it does not exist, not that the request was bad
+    assert response.status_code == 404, response.body
+    body = json.loads(response.body)
+    assert body["code"] == "NotFound"
+    assert "no endpoint ghost" in body["message"]
+
+
+def test_a_validation_error_of_an_existing_endpoint_stays_a_400(cloud: Cloud) -> None:
+    # Given an endpoint that exists, and a runtime that refuses the request
+    sm = cloud.sagemaker.inner
+    sm.create_model(
+        ModelName="iris-model",
+        PrimaryContainer={"Image": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/sagedock/iris@{DIGEST}"},
+        ExecutionRoleArn=f"arn:aws:iam::{ACCOUNT}:role/sagedock-sagemaker",
+    )
+    sm.create_endpoint_config(
+        EndpointConfigName="iris-config",
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": "iris-model",
+                "InstanceType": "ml.t2.medium",
+                "InitialInstanceCount": 1,
+            }
+        ],
+    )
+    sm.create_endpoint(EndpointName="iris", EndpointConfigName="iris-config")
+    with runtime_refuses("Inference Component Name header is required"):
+        response = cloud.client.http.post(
+            "/endpoints/iris/invocations", headers={"Content-Type": "text/csv"}, body="1,2,3,4"
+        )
+
+    assert response.status_code == 400, response.body
+    body = json.loads(response.body)
+    assert body["code"] == "InvalidInvocation"
+    assert "Inference Component Name header is required" in body["message"]
+
+
 # --- what Chalice answers itself ----------------------------------------------------------------------
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +25,19 @@ def _moto_sagemaker() -> Any:
     from moto.backends import get_backend
 
     return get_backend("sagemaker")["123456789012"][REGION]
+
+
+def put_log(cloud: Cloud, group: str, stream: str, lines: list[str]) -> None:
+    """Lines a container wrote, in the CloudWatch Logs stream SageMaker puts them in."""
+    import boto3
+
+    logs = boto3.client("logs", region_name=REGION)
+    with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
+        logs.create_log_group(logGroupName=group)
+    logs.create_log_stream(logGroupName=group, logStreamName=stream)
+    now = int(time.time() * 1000)  # CloudWatch refuses events older than 14 days
+    events = [{"timestamp": now + n, "message": line} for n, line in enumerate(lines)]
+    logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events)
 
 
 def received(cloud: Cloud, key: str = KEY, body: bytes | None = None) -> dict[str, Any]:
@@ -281,6 +296,60 @@ class TestFailures:
         assert run["status"] == "FAILED"
         assert run["error"]["stage"] == "deploy" and run["error"]["code"] == "EndpointFailed"
         assert "ping health check" in run["error"]["message"]
+
+    def test_a_failed_jobs_error_quotes_the_last_lines_of_its_log(self, cloud: Cloud) -> None:
+        # Given a training job whose container wrote a traceback to CloudWatch and then exited, without
+        # /opt/ml/output/failure (SageMaker then says only that the algorithm exited)
+        run_id, job = trained(cloud)
+        lines = ["loading /opt/ml/input/data/training", "Traceback (most recent call last):"]
+        lines += [f"  frame {n}" for n in range(12)] + ["KeyError: 'petal_width'"]
+        put_log(cloud, "/aws/sagemaker/TrainingJobs", f"{job}/algo-1-1763726400", lines)
+        reason = "AlgorithmError: , exit code: 1"
+        cloud.send("training_state_changed", training_state(job, "Failed", failure_reason=reason))
+
+        # Then the run's error says so and quotes the log's last ten lines, the reason's cause among them
+        message = cloud.run(run_id)["error"]["message"]
+        assert message.startswith(
+            f"AlgorithmError: , exit code: 1; the last lines of its log (/aws/sagemaker/"
+            f"TrainingJobs {job}/algo-1-1763726400): "
+        ), message
+        assert message.endswith("  frame 11 | KeyError: 'petal_width'")
+        assert "frame 2 |" not in message and "\n" not in message
+
+    def test_a_failed_endpoints_error_quotes_the_last_lines_of_its_log(self, cloud: Cloud) -> None:
+        run_id, run = deploying(cloud)
+        put_log(
+            cloud,
+            "/aws/sagemaker/Endpoints/iris",
+            "AllTraffic/i-0abc",
+            ["starting gunicorn", "nginx: [emerg] bind() to 0.0.0.0:8080 failed"],
+        )
+        endpoint = _moto_sagemaker().endpoints["iris"]
+        endpoint.endpoint_status = "Failed"
+        endpoint.failure_reason = (
+            "The primary container for production variant AllTraffic did not pass the ping health check."
+        )
+        cloud.send("endpoint_state_changed", endpoint_state("iris", run["endpoint_config_name"], "FAILED"))
+        message = cloud.run(run_id)["error"]["message"]
+        assert "ping health check" in message
+        assert message.endswith(
+            "(/aws/sagemaker/Endpoints/iris AllTraffic/i-0abc): "
+            "starting gunicorn | nginx: [emerg] bind() to 0.0.0.0:8080 failed"
+        ), message
+
+    def test_logs_that_cannot_be_read_leave_the_reason_as_it_is(self, cloud: Cloud) -> None:
+        run_id, job = trained(cloud)
+        put_log(cloud, "/aws/sagemaker/TrainingJobs", f"{job}/algo-1-1763726400", ["anything"])
+        from chalicelib.services import get_services
+
+        def throttled(**_: Any) -> Any:
+            raise ClientError(
+                {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "DescribeLogStreams"
+            )
+
+        get_services().logs._client.describe_log_streams = throttled
+        cloud.send("training_state_changed", training_state(job, "Failed", failure_reason="OOM"))
+        assert cloud.run(run_id)["error"]["message"] == "OOM"
 
     def test_training_rejected_by_sagemaker_is_recorded(self, cloud: Cloud) -> None:
         # (an unknown instance type is refused at validate now: what only SageMaker knows is the quota)

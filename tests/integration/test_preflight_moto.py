@@ -60,7 +60,7 @@ def existing_endpoint(cloud: Cloud, name: str, tags: list[dict[str, str]]) -> No
             "s3://sagedock-data/iris/nothing-here/",
             "aws s3 cp",
         ),
-        (b"", "s3://sagedock-data/iris/train/", "train.channels.train"),  # the default channel
+        (b"", "s3://sagedock-data/iris/training/", "train.channels: no channel named"),  # the convention
         (b'[train.channels]\ntrain = "s3://no-bucket-here/x/"\n', "s3://no-bucket-here/x/", "does not exist"),
     ],
 )
@@ -71,6 +71,33 @@ def test_an_empty_channel_fails_validate_naming_its_uri(
     outcome = received(cloud, manifest)
     run = assert_refused_before_any_build(cloud, outcome, "EmptyChannel")
     assert uri in run["error"]["message"] and says in run["error"]["message"]
+
+
+def test_with_no_channels_named_each_project_prefix_holding_data_is_a_channel(cloud: Cloud) -> None:
+    # Given data under iris/train/ (provisioned) and iris/training/ (the SageMaker SDK's default channel),
+    # an empty "folder" and a prefix that is no channel name, and a bundle that names no channels
+    for key in ("iris/training/part-0.csv", "iris/training/part-1.csv", "iris/not a channel/x.csv"):
+        cloud.s3.put_object(Bucket="sagedock-data", Key=key, Body=b"5.1,3.5,1.4,0.2,setosa\n")
+    cloud.s3.put_object(Bucket="sagedock-data", Key="iris/notes.txt", Body=b"beside the channels")
+    outcome = received(cloud, b"[train]\ninstance_count = 1\n")
+    assert outcome["action"] == "build started", outcome
+
+    # Then the run records the two channels found, and its training job reads exactly those
+    run = cloud.run(outcome["run_id"])
+    assert run["manifest"]["train"]["channels"] == {"train": "iris/train/", "training": "iris/training/"}
+    cloud.send("image_pushed", image_action("sagedock/iris", DIGEST, outcome["run_id"]))
+    (job,) = cloud.sagemaker.named("create_training_job")
+    assert {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in job["InputDataConfig"]} == {
+        "train": "s3://sagedock-data/iris/train/",
+        "training": "s3://sagedock-data/iris/training/",
+    }
+
+
+def test_with_no_channels_named_more_prefixes_than_sagemaker_takes_fail_validate(cloud: Cloud) -> None:
+    for n in range(21):
+        cloud.s3.put_object(Bucket="sagedock-data", Key=f"iris/c{n:02}/x.csv", Body=b"1\n")
+    run = assert_refused_before_any_build(cloud, received(cloud, b""), "TooManyChannels")
+    assert "[train.channels]" in run["error"]["message"]
 
 
 def test_a_bundle_with_no_channels_needs_no_data(cloud: Cloud) -> None:

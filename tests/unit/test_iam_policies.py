@@ -93,6 +93,7 @@ CALL_SITES: dict[str, list[tuple[str, str]]] = {
     "SageMaker.list_tags": [("sagemaker:ListTags", "endpoints")],
     # ListObjectsV2 is authorised by s3:ListBucket on the bucket; channels in other buckets are not granted.
     "channel_problems.list_objects_v2": [("s3:ListBucket", "data bucket")],
+    "discovered_channels.list_objects_v2": [("s3:ListBucket", "data bucket")],
     "SageMaker.describe_endpoint": [("sagemaker:DescribeEndpoint", "endpoints")],
     "SageMaker.create_endpoint": [
         ("sagemaker:CreateEndpoint", "endpoints"),
@@ -106,6 +107,7 @@ CALL_SITES: dict[str, list[tuple[str, str]]] = {
         ("cloudwatch:DescribeAlarms", "alarms"),
     ],
     "Endpoints.invoke_endpoint": [("sagemaker:InvokeEndpoint", "endpoints")],
+    "Endpoints.describe_endpoint": [("sagemaker:DescribeEndpoint", "endpoints")],
     "Ecr.describe_image_scan_findings": [("ecr:DescribeImageScanFindings", "repositories")],
     # Registering a SageMaker variant: Application Auto Scaling checks the caller may read and resize it,
     # and creates its service-linked role the first time (iam:CreateServiceLinkedRole, conditioned).
@@ -148,7 +150,12 @@ BUILD = {  # _start_build
 }
 TRAIN = {"SageMaker.create_training_job", "channel_problems.list_objects_v2"}  # _launch_training, preflight
 # _validate's pre-flight: the channels, and who owns the endpoint (the runs table, then the endpoint's tag)
-PREFLIGHT = {"channel_problems.list_objects_v2", "SageMaker.list_endpoints", "SageMaker.list_tags"}
+PREFLIGHT = {
+    "channel_problems.list_objects_v2",
+    "discovered_channels.list_objects_v2",  # no [train].channels: the SDK's convention
+    "SageMaker.list_endpoints",
+    "SageMaker.list_tags",
+}
 SCAN = {"Ecr.describe_image_scan_findings"}  # _start_training's scan gate ([build] scan = true)
 DEPLOY = {  # _deploy: artifact, model, endpoint config, create or update the endpoint
     "SageMaker.describe_training_job",
@@ -172,6 +179,7 @@ SCALE = {  # endpoint_state_changed: the variant's scaling once in service; whic
     "AutoScaling.deregister_scalable_target",
     "Alarms.describe_alarms",
 }
+LOG_READS = {"CloudWatchLogs.describe_log_streams", "CloudWatchLogs.get_log_events"}
 HANDLER_CALLS: dict[str, set[str]] = {
     "bundle_uploaded": RUNS
     | {ONCE, "S3RangeReader.head_object", "S3RangeReader.get_object"}
@@ -180,8 +188,11 @@ HANDLER_CALLS: dict[str, set[str]] = {
     "build_state_changed": RUNS | {ONCE} | TRAIN | SCAN,
     "image_pushed": RUNS | {ONCE} | TRAIN | SCAN,
     "image_scanned": RUNS | {ONCE} | TRAIN | SCAN,
-    "training_state_changed": RUNS | {ONCE} | DEPLOY,
-    "endpoint_state_changed": RUNS | {"SageMaker.list_endpoints", "SageMaker.describe_endpoint"} | SCALE,
+    "training_state_changed": RUNS | {ONCE} | DEPLOY | LOG_READS,
+    "endpoint_state_changed": RUNS
+    | {"SageMaker.list_endpoints", "SageMaker.describe_endpoint"}
+    | SCALE
+    | LOG_READS,
     # the latest successful run of the project (a query), then a training job on its image
     "retrain_requested": RUNS | {"RunStore.query", ONCE} | TRAIN,
     # the sweeper: the runs with unpublished events (a query on the sparse index), claimed and published
@@ -191,7 +202,8 @@ HANDLER_CALLS: dict[str, set[str]] = {
     # GET/POST routes, and POST /runs/{id}/retry restarts a build, a training job or a deploy.
     "api_handler": RUNS
     | {"RunStore.query", ONCE, "create_upload.generate_presigned_post", "Endpoints.invoke_endpoint"}
-    | {"CloudWatchLogs.describe_log_streams", "CloudWatchLogs.get_log_events"}
+    | {"Endpoints.describe_endpoint"}
+    | LOG_READS
     | BUILD
     | TRAIN
     | DEPLOY,
@@ -255,26 +267,35 @@ def allows(document: dict[str, Any], action: str, resource: str) -> bool:
     return any(fnmatch.fnmatchcase(action, granted) and on == resource for granted, on in grants(document))
 
 
+# A handler that reaches a call site on some of its resources only: (handler, site) -> those resources.
+NARROWED: dict[tuple[str, str], set[str]] = {
+    **{("training_state_changed", site): {"training logs"} for site in LOG_READS},  # a failed job's log
+    **{("endpoint_state_changed", site): {"endpoint logs"} for site in LOG_READS},  # a failed endpoint's
+}
+
+
 def required(handler: str) -> set[tuple[str, str]]:
     """The (action, resource) pairs the handler's calls need."""
     return {
         (action, RESOURCES[resource])
         for site in HANDLER_CALLS[handler]
         for action, resource in CALL_SITES[site]
+        if resource in NARROWED.get((handler, site), {resource})
     }
 
 
 def client_call_sites() -> set[str]:
     """Every `<enclosing class or function>.<attribute>` taken off a boto3 client in chalicelib/.
 
-    Clients live in `self._client` (adapters), in a parameter named `client` and in `Services.s3`.
+    Clients live in `self._client` (adapters; `self._control_client` for the runtime adapter's control-plane
+    client), in a parameter named `client` and in `Services.s3`.
     """
     sites: set[str] = set()
 
     def holds_client(node: ast.expr) -> bool:
         if isinstance(node, ast.Name):
             return node.id == "client"
-        return isinstance(node, ast.Attribute) and node.attr in ("_client", "s3")
+        return isinstance(node, ast.Attribute) and node.attr in ("_client", "_control_client", "s3")
 
     def visit(node: ast.AST, scope: str) -> None:
         for child in ast.iter_child_nodes(node):

@@ -67,7 +67,7 @@ def test_no_manifest_means_all_defaults(text: str | bytes | None) -> None:
         3600,
     )
     assert train.hyperparameters == {}
-    assert train.channels == {"train": "iris/train/"}
+    assert train.channels is None  # resolved at validate, by the SDK's convention (test_preflight.py)
     deploy = manifest.deploy
     assert (deploy.enabled, deploy.endpoint_name, deploy.instance_type, deploy.initial_instance_count) == (
         True,
@@ -121,11 +121,11 @@ def test_channels_resolve_against_the_data_bucket_unless_they_are_uris() -> None
     }
 
 
-def test_explicit_empty_channels_mean_no_input_and_a_train_section_keeps_the_default() -> None:
+def test_explicit_empty_channels_mean_no_input_and_a_train_section_keeps_the_convention() -> None:
     # Given an explicit empty channel table, and a [train] section without one: when parsed
-    # Then the first has no channels and the second the project's default
+    # Then the first has no channels and the second leaves them to validate's convention
     assert parse("[train]\nchannels = {}\n").train.channels == {}
-    assert parse("[train]\ninstance_count = 2\n").train.channels == {"train": "iris/train/"}
+    assert parse("[train]\ninstance_count = 2\n").train.channels is None
 
 
 def test_the_endpoint_name_can_be_set_and_serverless_replaces_instances() -> None:

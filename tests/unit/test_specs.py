@@ -157,8 +157,10 @@ def test_channel_uri(location: str, uri: str) -> None:
 
 
 def test_defaults_when_the_bundle_has_no_manifest() -> None:
-    # Given a bundle without sagedock.toml (the validator fills the defaults)
-    request = training(run(None))
+    # Given a bundle without sagedock.toml whose data validate found under <project>/train/
+    defaults = parse_manifest(None, project="iris")
+    resolved = defaults.model_copy(update={"train": defaults.train.with_channels({"train": "iris/train/"})})
+    request = training(run(raw=resolved.model_dump(mode="json")))
 
     # Then the job uses the documented defaults and reads <project>/train/ of the data bucket
     assert request["ResourceConfig"] == {
