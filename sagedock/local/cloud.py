@@ -184,6 +184,7 @@ class LocalCloud:
             "SAGEDOCK_LOCAL_STATE": str(self.state),
             "SAGEDOCK_LOCAL_PID": str(os.getpid()),
             "SAGEDOCK_ENGINE": self.chosen.name,
+            **({"SAGEDOCK_LOCAL_REGISTRY": runtime.registry} if runtime is not None else {}),
             READY_KEY: "1",
         }
         (self.state / ENV_FILE).write_text("".join(f"{k}={v}\n" for k, v in self.contract.items()))

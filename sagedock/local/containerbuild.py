@@ -156,6 +156,11 @@ class ContainerBuilds:
         )
 
 
+def owner_of(state: Path) -> str:
+    """The label value of the containers of the local cloud on this state dir (one at a time runs there)."""
+    return hashlib.sha256(str(state.resolve()).encode()).hexdigest()[:12]
+
+
 def start_container_mode(
     emulator: Emulator, engine: Engine, state: Path, project_dir: Path, stack: list[Callable[[], Any]]
 ) -> tuple[ContainerRuntime, ContainerBuilds]:
@@ -164,7 +169,7 @@ def start_container_mode(
     registry = LocalRegistry(state / "registry")
     registry.start()
     stack.append(registry.stop)
-    owner = hashlib.sha256(str(state.resolve()).encode()).hexdigest()[:12]
+    owner = owner_of(state)
     conf = {"CONTAINERS_REGISTRIES_CONF": str(registry.registries_conf)}
     runtime = ContainerRuntime(
         dataclasses.replace(engine, env={**(engine.env or {}), **conf}), registry.host, owner

@@ -10,8 +10,6 @@ import pytest
 from sagedock.local.baseimage import Recipe, engine_has
 from sagedock.local.engine import Engine, EngineUnavailable, detect
 
-BUNDLES = Path(__file__).parent / "bundles"
-
 
 def require_engine() -> Engine:
     """The engine `auto` picks, with the base image built; skips the test where there is none."""

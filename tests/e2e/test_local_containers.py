@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-from engines import BUNDLES, build_image
+from engines import build_image
+from localcloud import BUNDLES
 
 from sagedock.contract import free_port, layout_opt_ml, pack_model
 from sagedock.local.containers import LABEL, ServeContainer, memory_limit, remove_owned, run_train

@@ -1,0 +1,199 @@
+"""Container mode end to end: `sagedock local up --engine <the engine here>` runs the project's buildspec
+for real, pushes to the loopback registry, trains and serves in containers. The sample, the classic
+SageMaker bundle (unchanged, channel `training`) through a canary update with both versions up, and RUN
+steps that install with apt and pip. Skips, saying why, where no container engine answers."""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from localcloud import BUNDLES, ROOT, LocalCloudProcess, start_local_cloud, stop_local_cloud, wait_until
+
+from sagedock.commands.submit import zip_directory
+from sagedock.local.containerbuild import owner_of
+from sagedock.local.containers import LABEL
+from sagedock.local.engine import Engine
+
+pytestmark = pytest.mark.slow
+
+RUN_TIMEOUT = 900.0  # a first build on a clean machine installs scikit-learn and friends
+ROW = b"5.1,3.5,1.4,0.2\n"
+CANARY = """
+[deploy]
+instance_type = "ml.t2.medium"
+initial_instance_count = 2
+[deploy.update]
+strategy = "canary"
+canary_percent = 50
+wait_interval_seconds = 5
+"""
+DURATIONS: dict[str, float] = {}
+
+
+def _names(engine: Engine, *filters: str) -> list[str]:
+    assert engine.command is not None
+    argv = [engine.command, "ps", "--format", "{{.Names}}", *(f"--filter={f}" for f in filters)]
+    return subprocess.run(argv, capture_output=True, text=True, check=True).stdout.split()
+
+
+def _listening(port: int) -> bool:
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+        connection.request("GET", "/ping")
+        connection.getresponse().read()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def cloud(container_engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloudProcess]:
+    began = time.monotonic()
+    running = start_local_cloud(tmp_path_factory.mktemp("container-cloud"), engine=container_engine.name)
+    DURATIONS["local up"] = time.monotonic() - began
+    try:
+        yield running
+    finally:
+        stop_local_cloud(running)
+        sys.__stderr__.write(  # what the container e2e tests cost, for docs/measurements.md
+            "\ncontainer mode: " + ", ".join(f"{k} {v:.1f}s" for k, v in DURATIONS.items()) + "\n"
+        )
+
+
+def _submit(cloud: LocalCloudProcess, project: str, bundle: bytes, name: str) -> dict[str, Any]:
+    began = time.monotonic()
+    run = cloud.wait_run(cloud.run_for_key(project, cloud.upload(project, bundle, name)), RUN_TIMEOUT)
+    DURATIONS[f"{project} {name}"] = time.monotonic() - began
+    assert run["status"] == "SUCCEEDED", run.get("error")
+    return run
+
+
+def _registry_digest(cloud: LocalCloudProcess, repository: str, tag: str) -> str:
+    host, _, port = cloud.contract["SAGEDOCK_LOCAL_REGISTRY"].partition(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    accept = (
+        "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"
+    )
+    connection.request("HEAD", f"/v2/{repository}/manifests/{tag}", headers={"Accept": accept})
+    reply = connection.getresponse()
+    reply.read()
+    assert reply.status == 200, reply.status
+    return str(reply.getheader("Docker-Content-Digest"))
+
+
+def test_the_engine_is_chosen_and_said(cloud: LocalCloudProcess, container_engine: Engine) -> None:
+    assert cloud.contract["SAGEDOCK_ENGINE"] == container_engine.name
+    stderr = (cloud.state_dir / "local-up.stderr").read_text()
+    assert f"engine: {container_engine.name} (" in stderr
+
+
+def test_the_sample_builds_for_real_and_its_registry_digest_trains_and_serves(
+    cloud: LocalCloudProcess,
+) -> None:
+    run = _submit(cloud, "demo", zip_directory(ROOT / "container"), "v1")
+    digest = run["image"]["digest"]
+    # The digest is the registry's manifest digest, and ECR and the build's exports say the same
+    assert _registry_digest(cloud, "sagedock/demo", run["run_id"]) == digest
+    ecr = cloud.aws("ecr").describe_images(
+        repositoryName="sagedock/demo", imageIds=[{"imageTag": run["run_id"]}]
+    )
+    assert ecr["imageDetails"][0]["imageDigest"] == digest
+    build = cloud.aws("codebuild").batch_get_builds(ids=[run["build_id"]])["builds"][0]
+    exported = {v["name"]: v["value"] for v in build["exportedEnvironmentVariables"]}
+    assert exported["IMAGE_DIGEST"] == digest
+    job = cloud.aws("sagemaker").describe_training_job(TrainingJobName=run["training_job_name"])
+    assert job["AlgorithmSpecification"]["TrainingImage"].endswith("@" + digest)
+    # Every RUN step ran and the buildspec's smoke test ran the image
+    log = next((cloud.state_dir / "logs" / "builds" / "logs").glob("*.log")).read_text()
+    assert "smoke test: passed" in log and "RUN steps" not in log
+    _, answer = cloud.api.invoke("iris", ROW, content_type="text/csv")
+    assert b"setosa" in answer
+
+
+def _classic(manifest: str | None = None) -> bytes:
+    data = zip_directory(BUNDLES / "classic-byoc")
+    if manifest is None:
+        return data
+    out = io.BytesIO()
+    with (
+        zipfile.ZipFile(io.BytesIO(data)) as source,
+        zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target,
+    ):
+        for item in source.infolist():
+            target.writestr(item, source.read(item))
+        target.writestr("sagedock.toml", manifest)
+    return out.getvalue()
+
+
+def test_the_classic_bundle_unchanged_survives_a_canary_update_and_leaves_the_host_alone(
+    cloud: LocalCloudProcess, container_engine: Engine
+) -> None:
+    nginx_logs_before = Path("/var/log/nginx").exists()
+    s3 = cloud.aws("s3")
+    for path in sorted((ROOT / "container" / "data").glob("*.csv")):
+        s3.upload_file(str(path), cloud.contract["SAGEDOCK_DATA_BUCKET"], f"classic/training/{path.name}")
+    first = _submit(cloud, "classic", _classic(), "v1")
+    assert b"setosa" in cloud.api.invoke("classic", ROW, content_type="text/csv")[1]
+    # A canary update: the new run's serve comes up next to the old one, each with its own
+    # /tmp/gunicorn.sock and /var/log/nginx, and the endpoint answers throughout
+    key = cloud.upload("classic", _classic(CANARY), "v2")
+    run_id = cloud.run_for_key("classic", key)
+    serving = f"label={LABEL}"
+    wait_until(
+        lambda: (
+            len([n for n in _names(container_engine, serving) if n.startswith("sagedock-serve-classic")]) == 2
+        ),
+        timeout=RUN_TIMEOUT,
+        what="the old and the new serve containers to run side by side",
+    )
+    answers = [cloud.api.invoke("classic", ROW, content_type="text/csv")[1] for _ in range(6)]
+    second = cloud.wait_run(run_id, RUN_TIMEOUT)
+    assert second["status"] == "SUCCEEDED", second.get("error")
+    assert all(b"setosa" in answer for answer in answers), answers
+    stderr = (cloud.state_dir / "local-up.stderr").read_text()
+    assert f"endpoint classic: 50% of the traffic on {second['endpoint_config_name']}" in stderr
+    assert first["endpoint_config_name"] != second["endpoint_config_name"]
+    # The host kept nothing of the containers: no nginx logs, no gunicorn socket
+    assert Path("/var/log/nginx").exists() == nginx_logs_before
+    assert not Path("/tmp/gunicorn.sock").exists()
+
+
+def test_run_steps_installing_with_apt_and_pip_make_the_packages_importable(cloud: LocalCloudProcess) -> None:
+    cloud.aws("s3").put_object(
+        Bucket=cloud.contract["SAGEDOCK_DATA_BUCKET"], Key="installs/train/sample.csv", Body=b"a,1\n"
+    )
+    _submit(cloud, "installs", zip_directory(BUNDLES / "run-installs"), "v1")
+    answer = json.loads(cloud.api.invoke("installs", b"{}", content_type="application/json")[1])
+    assert answer["jq"].startswith("jq-1.")
+    assert answer["six_at_train"] == answer["six_at_serve"] == "1.17.0"
+
+
+def test_stopping_the_local_cloud_removes_its_containers_and_frees_its_ports(
+    container_engine: Engine, tmp_path: Path
+) -> None:
+    # A local cloud of its own (the module's keeps running): an endpoint up, then ^C
+    running = start_local_cloud(tmp_path, engine=container_engine.name)
+    try:
+        running.aws("s3").put_object(
+            Bucket=running.contract["SAGEDOCK_DATA_BUCKET"], Key="installs/train/sample.csv", Body=b"a,1\n"
+        )
+        _submit(running, "installs", zip_directory(BUNDLES / "run-installs"), "again")
+        stderr = (tmp_path / "local-up.stderr").read_text()
+        port = int(stderr.split("InService on ")[1].split("(http://127.0.0.1:")[1].split(")")[0])
+        assert _listening(port)
+        owned = _names(container_engine, f"label={LABEL}={owner_of(tmp_path)}")
+        assert len(owned) == 1 and owned[0].startswith("sagedock-serve-installs-"), owned
+    finally:
+        stop_local_cloud(running)
+    assert not set(owned) & set(_names(container_engine))
+    assert not _listening(port)
