@@ -19,8 +19,10 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
+# Process mode by default: fast, and it needs no engine. `make demo DEMO_ENGINE=auto` for container mode.
+DEMO_ENGINE ?= process
 demo: $(STAMP)
-	$(BIN)/sagedock demo
+	$(BIN)/sagedock demo --engine $(DEMO_ENGINE)
 
 $(CHECKOV_STAMP): requirements-checkov.txt
 	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)

@@ -16,6 +16,7 @@ BENCHMARKS = [
     "bench_cli_startup.py",
     "bench_preflight.py",
     "bench_run_events.py",
+    "bench_container_mode.py",
 ]
 
 

@@ -321,11 +321,18 @@ def run_train(
         return TrainOutcome(False, None, f"train did not finish within {timeout:g} s and was stopped")
     finally:
         running.finish()
+    hint = (
+        missing_module_hint(image, "\n".join([_read_failure(opt_ml) or "", *running.tail])) if code else None
+    )
+    return judge_train(code, opt_ml, list(running.tail), hint)
+
+
+def judge_train(code: int, opt_ml: Path, tail: list[str], hint: str | None = None) -> TrainOutcome:
+    """How SageMaker judges a `train` that exited with `code`: its failure file, else its exit and output."""
     if code != 0:
         reason = _read_failure(opt_ml)
-        hint = missing_module_hint(image, "\n".join([reason or "", *running.tail]))
         if reason is None:
-            last = " | ".join(line for line in list(running.tail)[-5:] if line.strip())
+            last = " | ".join(line for line in tail[-5:] if line.strip())
             reason = f"train {_describe_exit(code)} without writing /opt/ml/output/failure"
             reason = f"{reason}; last output: {last}" if last else reason
         return TrainOutcome(False, code, _with_hint(reason, hint))

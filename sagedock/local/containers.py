@@ -23,10 +23,8 @@ from sagedock.contract import (
     Log,
     ServeProcess,
     TrainOutcome,
-    _describe_exit,
-    _read_failure,
     _Running,
-    _with_hint,
+    judge_train,
     unpack_model,
 )
 from sagedock.image import make_writable
@@ -184,16 +182,7 @@ def run_train(
     finally:
         remove(engine, name)
         running.finish()
-    if code != 0:
-        reason = _read_failure(opt_ml)
-        if reason is None:
-            last = " | ".join(line for line in list(running.tail)[-5:] if line.strip())
-            reason = f"train {_describe_exit(code)} without writing /opt/ml/output/failure"
-            reason = f"{reason}; last output: {last}" if last else reason
-        return TrainOutcome(False, code, _with_hint(reason, None))
-    if not any(path.is_file() for path in (opt_ml / "model").rglob("*")):
-        return TrainOutcome(False, 0, "train exited 0 but wrote no model: /opt/ml/model is empty")
-    return TrainOutcome(True, 0, None)
+    return judge_train(code, opt_ml, list(running.tail))
 
 
 class ServeContainer(ServeProcess):
