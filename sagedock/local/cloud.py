@@ -99,9 +99,10 @@ class LocalCloud:
         """Bring everything up; returns the contract (also written to `<state>/env`)."""
         from sagedock.local import scan
         from sagedock.local.build import BuildExecutor
-        from sagedock.local.engine import detect
+        from sagedock.local.engine import detect, with_registry
         from sagedock.local.host import HostExecutor
         from sagedock.local.images import ImageStore
+        from sagedock.local.registry import find_registry
         from sagedock.local.router import Router
         from sagedock.local.scheduler import Scheduler, scale_from, schedules
         from sagedock.local.server import ApiServer
@@ -114,7 +115,7 @@ class LocalCloud:
                 f"a local cloud is already running on {self.state} (pid {running['SAGEDOCK_LOCAL_PID']}, API "
                 f"{running.get('SAGEDOCK_API_URL')}): use it, stop it, or pass another --state-dir"
             )
-        self.chosen = detect(self.engine)
+        self.chosen = with_registry(detect(self.engine), self.engine, find_registry())
         log.info("%s", self.chosen.describe())
         work = self.state / "work"
         shutil.rmtree(work, ignore_errors=True)

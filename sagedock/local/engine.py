@@ -114,6 +114,17 @@ def add_argument(parser: Any) -> None:
     )
 
 
+def with_registry(engine: Engine, choice: str, registry: str | None) -> Engine:
+    """Container mode also needs a registry program (ECR's data plane): without one, auto falls back to
+    process mode saying so, and an engine asked for by name is an error."""
+    if not engine.containers or registry is not None:
+        return engine
+    missing = "docker-registry is not installed (Debian: apt-get install docker-registry)"
+    if choice == "auto":
+        return Engine("process", None, f"{engine.name} answered but {missing}")
+    raise EngineUnavailable(f"--engine {choice}: {missing}")
+
+
 def detect(
     choice: str = "auto",
     *,

@@ -9,6 +9,7 @@ import pytest
 
 from sagedock.local.baseimage import Recipe, engine_has
 from sagedock.local.engine import Engine, EngineUnavailable, detect
+from sagedock.local.registry import find_registry
 
 
 def require_engine() -> Engine:
@@ -19,6 +20,8 @@ def require_engine() -> Engine:
         pytest.skip(str(exc))
     if engine.command is None:
         pytest.skip(f"no container engine answers: {engine.reason}")
+    if find_registry() is None:
+        pytest.skip("container mode needs docker-registry (Debian: apt-get install docker-registry)")
     if not engine_has(engine.command, Recipe()):
         pytest.skip(f"the base image {Recipe().name} is not built: run `make base-image`")
     return engine

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sagedock.local.engine import Engine, EngineUnavailable, detect
+from sagedock.local.engine import Engine, EngineUnavailable, detect, with_registry
 from sagedock.local.hostpip import CA_BUNDLE_IN_BUILD, build_context
 
 
@@ -145,3 +145,18 @@ def test_build_gets_the_host_pip_config_with_its_paths_read_only(tmp_path: Path)
     assert f"{ca}:{CA_BUNDLE_IN_BUILD}:ro" in pairs
     assert f"{wheels}:{wheels}:ro" in pairs and f"{index.parent}:{index.parent}:ro" in pairs
     assert f"{tmp_path / 'ctx' / 'pip.conf'}:/etc/pip.conf:ro" in pairs
+
+
+def test_container_mode_without_a_registry_program_falls_back_or_refuses() -> None:
+    podman = Engine("podman", "/usr/bin/podman", "podman info answered")
+    assert with_registry(podman, "auto", "/usr/bin/docker-registry") is podman
+    fallback = with_registry(podman, "auto", None)
+    assert fallback.name == "process" and not fallback.containers
+    assert (
+        fallback.reason
+        == "podman answered but docker-registry is not installed (Debian: apt-get install docker-registry)"
+    )
+    with pytest.raises(EngineUnavailable, match="--engine podman: docker-registry is not installed"):
+        with_registry(podman, "podman", None)
+    process = Engine("process", None, "asked for with --engine process")
+    assert with_registry(process, "process", None) is process
