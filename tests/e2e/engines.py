@@ -11,6 +11,9 @@ from sagedock.local.baseimage import Recipe, engine_has
 from sagedock.local.engine import Engine, EngineUnavailable, detect
 from sagedock.local.registry import find_registry
 
+# What the container-mode tests took (local up, each run), printed at the end of the session.
+DURATIONS: dict[str, float] = {}
+
 
 def require_engine() -> Engine:
     """The engine `auto` picks, with the base image built; skips the test where there is none."""

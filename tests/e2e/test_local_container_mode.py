@@ -9,7 +9,6 @@ import http.client
 import io
 import json
 import subprocess
-import sys
 import time
 import zipfile
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from engines import DURATIONS
 from localcloud import BUNDLES, ROOT, LocalCloudProcess, start_local_cloud, stop_local_cloud, wait_until
 
 from sagedock.commands.submit import zip_directory
@@ -24,7 +24,7 @@ from sagedock.local.containerbuild import owner_of
 from sagedock.local.containers import LABEL
 from sagedock.local.engine import Engine
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # a first build on a clean machine
 
 RUN_TIMEOUT = 900.0  # a first build on a clean machine installs scikit-learn and friends
 ROW = b"5.1,3.5,1.4,0.2\n"
@@ -37,7 +37,6 @@ strategy = "canary"
 canary_percent = 50
 wait_interval_seconds = 5
 """
-DURATIONS: dict[str, float] = {}
 
 
 def _names(engine: Engine, *filters: str) -> list[str]:
@@ -65,9 +64,6 @@ def cloud(container_engine: Engine, tmp_path_factory: pytest.TempPathFactory) ->
         yield running
     finally:
         stop_local_cloud(running)
-        sys.__stderr__.write(  # what the container e2e tests cost, for docs/measurements.md
-            "\ncontainer mode: " + ", ".join(f"{k} {v:.1f}s" for k, v in DURATIONS.items()) + "\n"
-        )
 
 
 def _submit(cloud: LocalCloudProcess, project: str, bundle: bytes, name: str) -> dict[str, Any]:
