@@ -105,7 +105,9 @@ def _model(engine: Engine, image: str, tmp_path: Path) -> Path:
     return pack_model(opt_ml, tmp_path / "model.tar.gz")
 
 
-def _serve(engine: Engine, image: str, model: Path, workdir: Path, **env: str) -> ServeContainer:
+def _serve(
+    engine: Engine, image: str, model: Path, workdir: Path, log: list[str] | None = None, **env: str
+) -> ServeContainer:
     return ServeContainer.launch(
         engine,
         image,
@@ -116,6 +118,7 @@ def _serve(engine: Engine, image: str, model: Path, workdir: Path, **env: str) -
         owner=OWNER,
         instance_type="ml.t2.medium",
         extra_env=env,
+        log=None if log is None else log.append,
     )
 
 
@@ -156,8 +159,9 @@ def test_two_endpoints_each_their_own_tmp_port_and_read_only_model(
 def test_serve_that_exits_before_its_first_ping(
     container_engine: Engine, probe_image: str, tmp_path: Path
 ) -> None:
+    lines: list[str] = []
     server = _serve(
-        container_engine, probe_image, tmp_path / "none.tar.gz", tmp_path / "w", SERVE_MODE="exit"
+        container_engine, probe_image, tmp_path / "none.tar.gz", tmp_path / "w", lines, SERVE_MODE="exit"
     )
     try:
         assert server.wait_healthy(60) is False
@@ -165,6 +169,7 @@ def test_serve_that_exits_before_its_first_ping(
         server.stop(grace=5)
     assert server.exit_code == 4
     assert "serve: cannot start: no model loader for this format" in server.output_tail()
+    assert lines[-1] == f"sagedock: container {server.identity} exited with code 4"
     assert _containers(container_engine) == []
 
 
