@@ -116,7 +116,6 @@ class LocalCloud:
                 f"{running.get('SAGEDOCK_API_URL')}): use it, stop it, or pass another --state-dir"
             )
         self.chosen = with_registry(detect(self.engine), self.engine, find_registry())
-        log.info("%s", self.chosen.describe())
         work = self.state / "work"
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(self.state / "logs", ignore_errors=True)

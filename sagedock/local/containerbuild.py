@@ -177,6 +177,7 @@ def start_container_mode(
     left = runtime.clean()
     if left:
         log.info("removed %d containers a previous local cloud left: %s", len(left), ", ".join(left))
+    stack.append(runtime.untag)
     stack.append(runtime.clean)
     return runtime, ContainerBuilds(
         emulator, runtime, registry, project_dir / "buildspec.yml", state / "codebuild"

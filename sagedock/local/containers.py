@@ -10,6 +10,7 @@ model read-only at /opt/ml/model and port 8080 published on a loopback port.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import subprocess
@@ -132,6 +133,25 @@ def remove_owned(engine: Engine, owner: str) -> list[str]:
         names = found.stdout.split() if found.returncode == 0 else []
         for name in names:
             remove(engine, name)
+        return names
+    return []
+
+
+def untag_registry(engine: Engine, registry: str) -> list[str]:
+    """Drop the engine's names of images in `registry` (a local cloud's, whose port dies with it). Tags are
+    untagged (the built images stay as build cache); a name by digest (an image pulled for a job or an
+    endpoint) is removed with `rmi`, since the engine cannot untag a digest. The names dropped."""
+    with contextlib.suppress(OSError, subprocess.TimeoutExpired, ValueError):
+        found = _cli(engine, "images", "--format", "json")
+        images = json.loads(found.stdout or "[]") if found.returncode == 0 else []
+        names = [
+            str(n) for image in images for n in image.get("Names") or [] if str(n).startswith(f"{registry}/")
+        ]
+        for name in sorted(names, key=lambda n: "@" in n):  # tags first: a digest's rmi then frees the image
+            if "@" in name:
+                _cli(engine, "rmi", name)
+            else:
+                _cli(engine, "untag", name, name)
         return names
     return []
 
@@ -294,3 +314,7 @@ class ContainerRuntime:
     def clean(self) -> list[str]:
         """Remove every container this local cloud left (names)."""
         return remove_owned(self.engine, self.owner)
+
+    def untag(self) -> list[str]:
+        """Drop the names of the images of this local cloud's registry (see untag_registry)."""
+        return untag_registry(self.engine, self.registry)

@@ -17,7 +17,15 @@ from typing import Any
 
 import pytest
 from engines import DURATIONS
-from localcloud import BUNDLES, ROOT, LocalCloudProcess, start_local_cloud, stop_local_cloud, wait_until
+from localcloud import (
+    BUNDLES,
+    ROOT,
+    LocalCloudProcess,
+    start_local_cloud,
+    stop_local_cloud,
+    wait_until,
+    zip_bytes,
+)
 
 from sagedock.commands.submit import zip_directory
 from sagedock.local.containerbuild import owner_of
@@ -193,3 +201,31 @@ def test_stopping_the_local_cloud_removes_its_containers_and_frees_its_ports(
         stop_local_cloud(running)
     assert not set(owned) & set(_names(container_engine))
     assert not _listening(port)
+    # The engine keeps no names of a registry that is gone
+    assert container_engine.command is not None
+    images = subprocess.run(
+        [container_engine.command, "images", "--format", "{{.Repository}}"], capture_output=True, text=True
+    ).stdout.split()
+    assert not [name for name in images if name.startswith(running.contract["SAGEDOCK_LOCAL_REGISTRY"] + "/")]
+
+
+EXITING_SERVE = {
+    "Dockerfile": "FROM python:3.11-slim-bookworm\nCOPY train serve /usr/local/bin/\n"
+    "RUN chmod 0755 /usr/local/bin/train /usr/local/bin/serve\n",
+    "train": "#!/bin/sh\necho trained > /opt/ml/model/model.txt\n",
+    "serve": "#!/bin/sh\necho 'serve: no loader for model.txt'\nexit 5\n",
+    "sagedock.toml": '[train.channels]\ntrain = "exiting/train/"\n[deploy]\ninstance_type = "ml.t2.medium"\n',
+}
+
+
+def test_a_serve_container_that_exits_before_its_first_ping_fails_the_deploy_saying_why(
+    cloud: LocalCloudProcess,
+) -> None:
+    cloud.aws("s3").put_object(
+        Bucket=cloud.contract["SAGEDOCK_DATA_BUCKET"], Key="exiting/train/sample.csv", Body=b"a,1\n"
+    )
+    key = cloud.upload("exiting", zip_bytes(EXITING_SERVE), "v1")
+    run = cloud.wait_run(cloud.run_for_key("exiting", key), RUN_TIMEOUT)
+    assert run["status"] == "FAILED" and run["error"]["stage"] == "deploy", run
+    assert "exited with code 5" in run["error"]["message"], run["error"]
+    assert "serve: no loader for model.txt" in run["error"]["message"], run["error"]
