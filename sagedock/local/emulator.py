@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sagedock.local import events
+from sagedock import eventshapes
 
 log = logging.getLogger("local_cloud.emulator")
 
@@ -212,7 +212,7 @@ class Emulator:
         self._clients: dict[str, Any] = {}
         self._clients_lock = threading.Lock()
         self.url = ""
-        self.region = events.REGION
+        self.region = eventshapes.REGION
 
     def client(self, service: str) -> Any:
         """A boto3 client for the emulator (cached; boto3 clients are thread-safe once made)."""
@@ -302,7 +302,7 @@ class Emulator:
                 if len(kind) < 3 or kind[1] != "ObjectCreated":
                     return
                 bus.publish(
-                    events.s3_object_created(
+                    eventshapes.s3_object_created(
                         bucket=bucket.name,
                         key=key.name,
                         size=int(key.size),
@@ -310,7 +310,7 @@ class Emulator:
                         version_id=key.version_id,
                         sequencer=f"{time.time_ns():018X}",
                         request_id=uuid.uuid4().hex[:16].upper(),
-                        reason=events.S3_REASONS.get(kind[2], "PutObject"),
+                        reason=eventshapes.S3_REASONS.get(kind[2], "PutObject"),
                         requester=account_id,
                         region=bucket.region_name,
                     )
@@ -340,12 +340,12 @@ class Emulator:
                 continue
             when = entry.get("Time")
             self.bus.publish(
-                events.envelope(
+                eventshapes.envelope(
                     source=entry["Source"],
                     detail_type=entry["DetailType"],
                     detail=detail if isinstance(detail, dict) else {},
                     resources=entry.get("Resources", []),
-                    time=events.iso_time(_from_epoch(when)) if when is not None else None,
+                    time=eventshapes.iso_time(_from_epoch(when)) if when is not None else None,
                     event_id=result["EventId"],
                     region=call.region,
                 )

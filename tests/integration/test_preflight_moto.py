@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from aws_events import image_action
 from moto_cloud import Cloud, make_bundle
 
+from sagedock.eventshapes import ecr_image_action
 from tests.settings_env import ROLE_ARN
 
 DIGEST = "sha256:" + "cd" * 32
@@ -137,7 +137,7 @@ def test_data_deleted_while_building_fails_before_the_training_job_and_a_retry_t
 
     # When the data is deleted and the image is pushed
     cloud.s3.delete_object(Bucket="sagedock-data", Key="iris/train/iris.csv")
-    cloud.send("image_pushed", image_action("sagedock/iris", DIGEST, run_id))
+    cloud.send("image_pushed", ecr_image_action("sagedock/iris", DIGEST, run_id))
 
     # Then the run failed at train before any training job was created
     run = cloud.run(run_id)
