@@ -18,14 +18,6 @@ REGION = "us-east-1"
 
 Event = dict[str, Any]
 
-# Which S3 API call created the object -> the `reason` AWS puts in `Object Created`.
-S3_REASONS = {
-    "Put": "PutObject",
-    "Post": "POST Object",
-    "Copy": "CopyObject",
-    "CompleteMultipartUpload": "CompleteMultipartUpload",
-}
-
 
 def iso_time(when: datetime | None = None) -> str:
     """The envelope's `time`: ISO 8601 UTC to the second with a Z, as EventBridge writes it."""
