@@ -7,8 +7,13 @@ nginx -> gunicorn (sync workers, one per CPU) -> a Flask app that parses every r
 the classic decision-trees sample (bench/classic/). Prints requests/s, p50 and p99 of both and the ratio;
 writes the figures to bench/out/serve.json. Not part of `make test`.
 
+With `--baseline DIR` (another copy of `container/`, e.g. from an earlier commit) it compares the two
+sample servers instead, alternating them for `--rounds` rounds, and prints the best figures of each and
+their ratios (best requests/s; least p50 and p99) to bench/out/serve-baseline.json.
+
     .venv/bin/pip install -r requirements-bench.txt
     .venv/bin/python bench/bench_serve.py [--seconds 10] [--connections 8]
+    .venv/bin/python bench/bench_serve.py --baseline /tmp/before/container --rounds 5
 """
 
 from __future__ import annotations
@@ -295,6 +300,66 @@ def same_answer(url_port: tuple[str, int]) -> bytes:
     return connection.getresponse().read().strip()
 
 
+def compare_with_baseline(args: argparse.Namespace) -> int:
+    """This checkout's sample server against the one in `args.baseline`, alternating, same model."""
+    ensure_apt("wrk")
+    runs: dict[str, list[Result]] = {"this checkout": [], "baseline": []}
+    with tempfile.TemporaryDirectory(prefix="sagedock-bench-") as tmp:
+        workdir = Path(tmp)
+        images = {
+            "this checkout": build_local_image(ROOT / "container", workdir / "image"),
+            "baseline": build_local_image(args.baseline, workdir / "baseline-image"),
+        }
+        model_tar = train_model(images["this checkout"], workdir)
+        expected: bytes | None = None
+        for round_number in range(1, args.rounds + 1):
+            order = list(images.items())
+            for name, image in order if round_number % 2 else reversed(order):  # neither always goes first
+                home = workdir / f"{name}-{round_number}".replace(" ", "-")
+                with sample_stack(image, model_tar, home, args.workers) as stack:
+                    answer = same_answer(stack)
+                    if expected is not None and answer != expected:
+                        raise SystemExit(f"bench: the servers disagree: {answer!r} != {expected!r}")
+                    expected = answer
+                    result = measure(name, *stack, args, workdir)
+                runs[name].append(result)
+                print(
+                    f"round {round_number} {name:<14} {result.rps:>9.0f} req/s  p50 {result.p50_ms:.3f} ms  "
+                    f"p99 {result.p99_ms:.3f} ms  errors {result.errors}",
+                    flush=True,
+                )
+    best = {
+        name: {
+            "rps": max(r.rps for r in results),
+            "p50_ms": min(r.p50_ms for r in results),
+            "p99_ms": min(r.p99_ms for r in results),
+        }
+        for name, results in runs.items()
+    }
+    ours, theirs = best["this checkout"], best["baseline"]
+    ratios = {key: ours[key] / theirs[key] for key in ours}
+    print(
+        f"\nbest of {args.rounds} alternating rounds, {args.connections} connections, "
+        f"{args.workers} workers: "
+        f"this checkout {ours['rps']:.0f} req/s p50 {ours['p50_ms']:.3f} ms p99 {ours['p99_ms']:.3f} ms; "
+        f"baseline {theirs['rps']:.0f} req/s p50 {theirs['p50_ms']:.3f} ms p99 {theirs['p99_ms']:.3f} ms"
+    )
+    print(
+        f"ratio this/baseline: req/s {ratios['rps']:.3f}x, p50 {ratios['p50_ms']:.3f}x, "
+        f"p99 {ratios['p99_ms']:.3f}x"
+    )
+    out = ROOT / "bench" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {
+        "runs": {name: [asdict(r) for r in results] for name, results in runs.items()},
+        "best": best,
+        "ratios": ratios,
+        "args": {key: str(value) for key, value in vars(args).items()},
+    }
+    (out / "serve-baseline.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per stack")
@@ -302,8 +367,12 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=8, help="keep-alive connections")
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)), help="server workers")
     parser.add_argument("--python-client", action="store_true", help="use the Python client, not wrk")
+    parser.add_argument("--baseline", type=Path, help="another container/ to compare the sample with")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds with --baseline")
     args = parser.parse_args()
 
+    if args.baseline is not None:
+        return compare_with_baseline(args)
     missing = ensure_apt("wrk", "nginx")
     if "wrk" in missing:
         print("bench: wrk is not available: using the bounded Python keep-alive client", flush=True)

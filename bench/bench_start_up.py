@@ -29,7 +29,7 @@ t = time.perf_counter()
 sys.stdout.write(repr(time.perf_counter() - t))
 """
 ROUTER = (
-    "from sagedock.local import events\nfrom sagedock.local.router import Router\n"
+    "from sagedock import eventshapes as events\nfrom sagedock.local.router import Router\n"
     "r = Router(app.app, workers=1)\n"
     "r.matching(events.ecr_image_action(repository='r', digest='sha256:' + 'c' * 64, tag='t'))\n"
     "r.close()"

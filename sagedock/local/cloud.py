@@ -17,8 +17,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from sagedock.eventshapes import REGION
 from sagedock.local.emulator import DUMMY_CREDENTIALS, Emulator
-from sagedock.local.events import REGION
 from sagedock.local.logs import capture_invocation_output
 from sagedock.local.provision import Resources, provision
 

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sagedock.local import events
+from sagedock import eventshapes as events
 from sagedock.local.build import Build, BuildFailed
 from sagedock.local.buildspec import PHASES, Buildspec, BuildspecError, BuildspecRun, PhaseResult
 from sagedock.local.containers import ContainerRuntime

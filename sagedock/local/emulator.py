@@ -1,10 +1,14 @@
 """The embedded AWS emulator: moto's server on a loopback port, with the hooks that make it behave like AWS.
 
-Two things moto does not do are added here, in-process:
-- an event bus: S3 `Object Created` (for buckets with EventBridge notifications on) and every PutEvents entry
-  on the default bus are published to subscribers, shaped exactly as AWS delivers them;
+Two things moto does not do are added here, at the WSGI layer in front of moto's server app:
+- an event bus: S3 `Object Created` (for buckets with EventBridge notifications on; `s3_notifications.py`
+  tells which requests create an object) and every PutEvents entry on the default bus are published to
+  subscribers, shaped exactly as AWS delivers them;
 - API hooks: an executor can watch a call (after moto answered it) or answer it itself (moto lacks the
   operation, or answers it unlike AWS), keyed by the signing service and the operation name.
+Nothing of moto is patched. State is cleared through moto's documented reset endpoint (`POST
+/moto-api/reset`). What remains of moto's insides is its server app, built as `moto.server.ThreadedMotoServer`
+builds it (`moto.moto_server.werkzeug_app`): that class takes no WSGI middleware, and the hooks need one.
 """
 
 from __future__ import annotations
@@ -14,13 +18,19 @@ import json
 import logging
 import re
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sagedock.local import events
+from sagedock import eventshapes
+from sagedock.local.s3_notifications import (
+    ObjectWrite,
+    form_key,
+    notification_put,
+    object_write,
+    sends_to_eventbridge,
+)
 
 log = logging.getLogger("local_cloud.emulator")
 
@@ -103,6 +113,12 @@ class _HookedApp:
         self._atomic = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        write = object_write(environ)
+        if write is not None:
+            return self._observe_write(write, environ, start_response)
+        bucket = notification_put(environ)
+        if bucket is not None:
+            return self._observe_notification(bucket, environ, start_response)
         key = _identify(environ)
         if key and key[0] == "dynamodb":
             # DynamoDB checks a condition and writes as one step; moto does not, and this server is
@@ -143,6 +159,48 @@ class _HookedApp:
                     log.exception("hook after %s.%s failed", call.service, call.operation)
         start_response(captured["status"], captured["headers"])
         return [body]
+
+    def _observe_write(
+        self, write: ObjectWrite, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        """Pass an object-creating S3 request to moto; once it succeeded, publish `Object Created`."""
+        key = write.key
+        if key is None:  # a browser upload: the key is a field of its form
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            body = environ["wsgi.input"].read(length) if length else b""
+            environ["wsgi.input"] = io.BytesIO(body)
+            key = form_key(environ, body)
+        captured: dict[str, Any] = {}
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[..., Any]:
+            captured["status"], captured["headers"] = status, headers
+            return lambda _data: None
+
+        answer = b"".join(_iterate(self._inner(environ, capture)))
+        start_response(captured["status"], captured["headers"])
+        if key and 200 <= int(str(captured["status"]).split()[0]) < 300:
+            version_id = {name.lower(): value for name, value in captured["headers"]}.get("x-amz-version-id")
+            self._emulator._object_created(write, key, version_id)
+        return [answer]
+
+    def _observe_notification(
+        self, bucket: str, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        """Pass PutBucketNotificationConfiguration to moto; once accepted, remember the EventBridge switch."""
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        captured: dict[str, Any] = {}
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[..., Any]:
+            captured["status"], captured["headers"] = status, headers
+            return lambda _data: None
+
+        answer = b"".join(_iterate(self._inner(environ, capture)))
+        if 200 <= int(str(captured["status"]).split()[0]) < 300:
+            self._emulator._eventbridge_buckets[bucket] = sends_to_eventbridge(body)
+        start_response(captured["status"], captured["headers"])
+        return [answer]
 
 
 def _iterate(result: Iterable[bytes]) -> Iterator[bytes]:
@@ -208,11 +266,12 @@ class Emulator:
         self._after: dict[tuple[str, str], list[AfterHook]] = {}
         self._server: Any = None
         self._thread: threading.Thread | None = None
-        self._restore: list[Callable[[], None]] = []
+        self._moto: Any = None
+        self._eventbridge_buckets: dict[str, bool] = {}  # bucket -> its notifications go to EventBridge
         self._clients: dict[str, Any] = {}
         self._clients_lock = threading.Lock()
         self.url = ""
-        self.region = events.REGION
+        self.region = eventshapes.REGION
 
     def client(self, service: str) -> Any:
         """A boto3 client for the emulator (cached; boto3 clients are thread-safe once made)."""
@@ -252,15 +311,15 @@ class Emulator:
         )
         from werkzeug.serving import make_server
 
-        self._reset_backends()
-        self._install_s3_events()
+        self._moto = DomainDispatcherApplication(create_backend_app)
+        self._reset()
         self.after("events", "PutEvents", self._on_put_events)
 
         class QuietHandler(MotoRequestHandler):
             def log_request(self, *args: Any, **kwargs: Any) -> None:
                 """Requests are not logged: the local cloud logs what happens, not every call."""
 
-        app = _HookedApp(DomainDispatcherApplication(create_backend_app), self)
+        app = _HookedApp(self._moto, self)
         self._server = make_server(self._host, self._port, app, threaded=True, request_handler=QuietHandler)
         self._server.daemon_threads = True
         host, port = self._server.server_address[:2]
@@ -276,54 +335,41 @@ class Emulator:
             self._server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=10)
-        for restore in reversed(self._restore):
-            restore()
-        self._restore.clear()
-        self._reset_backends()
-        self._server = self._thread = None
+        if self._moto is not None:
+            self._reset()
+        self._server = self._thread = self._moto = None
 
-    @staticmethod
-    def _reset_backends() -> None:
-        from moto.moto_api._internal.models import moto_api_backend
+    def _reset(self) -> None:
+        """Forget every resource, through moto's reset endpoint (in process: the server may be stopped)."""
+        from werkzeug.test import Client
 
-        moto_api_backend.reset()
+        self._eventbridge_buckets.clear()
+        reply = Client(self._moto).post("/moto-api/reset")
+        if reply.status_code != 200:
+            raise RuntimeError(f"moto refused to reset: {reply.status} {reply.get_data(as_text=True)[:200]}")
 
     # -- S3 -> EventBridge ----------------------------------------------------------------------------------
-    def _install_s3_events(self) -> None:
-        """Replace moto's S3 EventBridge notification with one shaped as AWS sends it, onto our bus."""
-        from moto.s3 import notifications
-
-        original = notifications._send_event_bridge_message
-        bus = self.bus
-
-        def send(account_id: str, bucket: Any, event_name: str, key: Any) -> None:
-            try:
-                kind = str(getattr(event_name, "value", event_name)).split(":")
-                if len(kind) < 3 or kind[1] != "ObjectCreated":
-                    return
-                bus.publish(
-                    events.s3_object_created(
-                        bucket=bucket.name,
-                        key=key.name,
-                        size=int(key.size),
-                        etag=key.etag,
-                        version_id=key.version_id,
-                        sequencer=f"{time.time_ns():018X}",
-                        request_id=uuid.uuid4().hex[:16].upper(),
-                        reason=events.S3_REASONS.get(kind[2], "PutObject"),
-                        requester=account_id,
-                        region=bucket.region_name,
-                    )
+    def _object_created(self, write: ObjectWrite, key: str, version_id: str | None) -> None:
+        """Publish `Object Created` for an object just written, if its bucket sends events to EventBridge."""
+        s3 = self.client("s3")
+        try:
+            if not self._eventbridge_buckets.get(write.bucket):
+                return
+            version = {"VersionId": version_id} if version_id and version_id != "null" else {}
+            head = s3.head_object(Bucket=write.bucket, Key=key, **version)
+            self.bus.publish(
+                eventshapes.s3_object_created(
+                    write.bucket,
+                    key,
+                    size=int(head["ContentLength"]),
+                    etag=str(head["ETag"]),
+                    version_id=head.get("VersionId"),
+                    reason=write.reason,
+                    region=write.region or self.region,
                 )
-            except Exception:  # S3 delivers asynchronously: the upload itself never fails because of this
-                log.exception("could not emit the S3 event for %s", getattr(key, "name", "?"))
-
-        notifications._send_event_bridge_message = send
-
-        def restore() -> None:
-            notifications._send_event_bridge_message = original
-
-        self._restore.append(restore)
+            )
+        except Exception:  # S3 delivers asynchronously: the upload itself never fails because of this
+            log.exception("could not emit the S3 event for %s/%s", write.bucket, key)
 
     # -- PutEvents ------------------------------------------------------------------------------------------
     def _on_put_events(self, call: ApiCall, answer: dict[str, Any]) -> None:
@@ -340,12 +386,12 @@ class Emulator:
                 continue
             when = entry.get("Time")
             self.bus.publish(
-                events.envelope(
+                eventshapes.envelope(
                     source=entry["Source"],
                     detail_type=entry["DetailType"],
                     detail=detail if isinstance(detail, dict) else {},
                     resources=entry.get("Resources", []),
-                    time=events.iso_time(_from_epoch(when)) if when is not None else None,
+                    time=eventshapes.iso_time(_from_epoch(when)) if when is not None else None,
                     event_id=result["EventId"],
                     region=call.region,
                 )

@@ -24,8 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sagedock import eventshapes as events
 from sagedock.contract import ServeProcess, free_port
-from sagedock.local import events
 from sagedock.local.emulator import ApiCall, ApiReply, Emulator
 from sagedock.local.images import ImageStore
 from sagedock.local.logs import cloudwatch_logger, line_logger, tee

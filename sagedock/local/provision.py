@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sagedock.local.events import ACCOUNT, REGION
+from sagedock.eventshapes import ACCOUNT, REGION
 
 DEFAULT_CHANNEL_PREFIX = "iris/train/"
 

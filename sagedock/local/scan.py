@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sagedock.local import events
+from sagedock import eventshapes
 from sagedock.local.emulator import ApiCall, ApiReply, Emulator
 
 log = logging.getLogger("local_cloud.scan")
@@ -25,7 +25,7 @@ def install(emulator: Emulator) -> None:
     def findings(call: ApiCall) -> ApiReply | None:
         return ApiReply.json(
             {
-                "registryId": events.ACCOUNT,
+                "registryId": eventshapes.ACCOUNT,
                 "repositoryName": call.params.get("repositoryName", ""),
                 "imageId": call.params.get("imageId", {}),
                 "imageScanStatus": {"status": STATUS, "description": DESCRIPTION},
@@ -42,7 +42,7 @@ def install(emulator: Emulator) -> None:
             return
         tag = detail.get("image-tag")
         emulator.bus.publish(
-            events.ecr_image_scan(
+            eventshapes.ecr_image_scan(
                 repository=repository,
                 digest=detail["image-digest"],
                 tags=[tag] if tag else [],

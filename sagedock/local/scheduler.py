@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sagedock.local.events import ACCOUNT, REGION, Event, envelope, iso_time
+from sagedock.eventshapes import ACCOUNT, REGION, Event, envelope, iso_time
 
 log = logging.getLogger("local_cloud.scheduler")
 

@@ -6,10 +6,10 @@ import itertools
 import json
 from typing import Any
 
-from aws_events import image_action, training_state
 from moto_cloud import Cloud, make_bundle
 
 from chalicelib import services as services_module
+from sagedock.eventshapes import ecr_image_action, training_state
 
 ACCOUNT = "123456789012"
 DIGEST = "sha256:" + "ab" * 32
@@ -59,7 +59,7 @@ def upload(cloud: Cloud, key: str, body: bytes | None = None) -> str:
 
 def to_deploying(cloud: Cloud, run_id: str, project: str) -> None:
     """Take a BUILDING run through its push and its training to DEPLOYING."""
-    cloud.send("image_pushed", image_action(f"sagedock/{project}", DIGEST, run_id))
+    cloud.send("image_pushed", ecr_image_action(f"sagedock/{project}", DIGEST, run_id))
     job = cloud.run(run_id)["training_job_name"]
     cloud.send("training_state_changed", training_state(job, "Completed", tags={"sagedock:run-id": run_id}))
     assert cloud.run(run_id)["status"] == "DEPLOYING"

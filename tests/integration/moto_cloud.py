@@ -130,11 +130,11 @@ class Cloud:
 
     def upload(self, key: str, body: bytes) -> dict[str, Any]:
         """Put a bundle in the source bucket and return the `Object Created` event S3 would send."""
-        from aws_events import object_created
+        from sagedock.eventshapes import s3_object_created
 
         bucket = self.settings["SAGEDOCK_SOURCE_BUCKET"]
         put = self.s3.put_object(Bucket=bucket, Key=key, Body=body)
-        return object_created(
+        return s3_object_created(
             bucket, key, size=len(body), etag=put["ETag"].strip('"'), version_id=put.get("VersionId")
         )
 

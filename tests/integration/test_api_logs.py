@@ -13,8 +13,9 @@ from typing import Any
 import boto3
 import pytest
 from api_client import DIGEST, assert_bad_request, get, upload
-from aws_events import build_state, image_action, training_state
 from moto_cloud import REGION, Cloud, make_bundle
+
+from sagedock.eventshapes import build_state, ecr_image_action, training_state
 
 ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 # CloudWatch refuses events from the future or older than 14 days: an hour ago, on a whole second.
@@ -65,7 +66,7 @@ def building(cloud: Cloud) -> tuple[str, str]:
 def training(cloud: Cloud) -> tuple[str, str]:
     """A TRAINING run and its training job."""
     run_id, _stream = building(cloud)
-    cloud.send("image_pushed", image_action("sagedock/iris", DIGEST, run_id))
+    cloud.send("image_pushed", ecr_image_action("sagedock/iris", DIGEST, run_id))
     run = cloud.run(run_id)
     assert run["status"] == "TRAINING"
     return run_id, run["training_job_name"]
@@ -116,7 +117,7 @@ def test_following_goes_on_reading_the_stage_of_the_token_after_the_run_moved_on
     token = run_logs(cloud, run_id)["next_token"]
 
     # When the build's last lines arrive after the run moved on to training
-    cloud.send("image_pushed", image_action("sagedock/iris", DIGEST, run_id))
+    cloud.send("image_pushed", ecr_image_action("sagedock/iris", DIGEST, run_id))
     assert cloud.run(run_id)["status"] == "TRAINING"
     write(logs, "/aws/codebuild/sagedock-build", stream, ["pushed"], offset=1)
 

@@ -7,8 +7,9 @@ import itertools
 from typing import Any
 
 from api_client import DIGEST, assert_bad_request, get, upload
-from aws_events import endpoint_state, image_action
 from moto_cloud import Cloud
+
+from sagedock.eventshapes import ecr_image_action, endpoint_state
 
 
 def walk(cloud: Cloud, limit: int) -> list[dict[str, Any]]:
@@ -70,7 +71,7 @@ def test_a_late_event_of_an_older_run_does_not_move_the_summary_back(
     cloud: Cloud, runs: dict[str, str]
 ) -> None:
     # When the oldest iris run (BUILDING) gets its push after newer iris runs exist
-    cloud.send("image_pushed", image_action("sagedock/iris", DIGEST, runs["iris-building"]))
+    cloud.send("image_pushed", ecr_image_action("sagedock/iris", DIGEST, runs["iris-building"]))
     assert cloud.run(runs["iris-building"])["status"] == "TRAINING"
 
     # Then the project still shows its newest run

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 from api_client import DIGEST
-from aws_events import endpoint_state
 from jsonschema import Draft202012Validator
 from moto_cloud import Cloud
 
 from infra import openapi
+from sagedock.eventshapes import endpoint_state
 
 DOCUMENT = json.loads(openapi.DOCUMENT.read_text())
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from aws_events import endpoint_state, image_action, training_state
 from moto_cloud import REGION, Cloud, make_bundle
 
 from chalicelib.errors import Conflict
 from chalicelib.services import get_services
+from sagedock.eventshapes import ecr_image_action, endpoint_state, training_state
 
 DIGEST = "sha256:" + "ab" * 32
 SHARED = b'[train.channels]\ntrain = "iris/train/"\n[deploy]\nendpoint_name = "shared"\n'
@@ -28,7 +28,7 @@ def validated(cloud: Cloud, project: str, name: str, manifest: bytes = SHARED) -
 def trained(cloud: Cloud, run_id: str) -> dict[str, Any]:
     """The run's image pushed and its training job completed: the event that starts its deploy."""
     project = cloud.run(run_id)["project"]
-    cloud.send("image_pushed", image_action(f"sagedock/{project}", DIGEST, run_id))
+    cloud.send("image_pushed", ecr_image_action(f"sagedock/{project}", DIGEST, run_id))
     job = cloud.run(run_id)["training_job_name"]
     return training_state(job, "Completed", tags={"sagedock:run-id": run_id})
 

@@ -11,11 +11,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from aws_events import build_state, endpoint_state, image_action, training_state
 from botocore.exceptions import ClientError
 from moto_cloud import REGION, Cloud, make_bundle
 
 from chalicelib.errors import TransientError
+from sagedock.eventshapes import build_state, ecr_image_action, endpoint_state, training_state
 
 DIGEST = "sha256:" + "ab" * 32
 KEY = "bundles/iris/v1.zip"
@@ -55,7 +55,7 @@ def built(cloud: Cloud) -> str:
 def trained(cloud: Cloud) -> tuple[str, str]:
     """A run whose training started; returns (run id, training job name)."""
     run_id = built(cloud)
-    cloud.send("image_pushed", image_action("sagedock/iris", DIGEST, run_id))
+    cloud.send("image_pushed", ecr_image_action("sagedock/iris", DIGEST, run_id))
     run = cloud.run(run_id)
     assert run["status"] == "TRAINING"
     return run_id, run["training_job_name"]
@@ -96,7 +96,7 @@ class TestHappyPath:
         assert repo["imageScanningConfiguration"]["scanOnPush"] is True
 
         # When the image is pushed
-        cloud.send("image_pushed", image_action("sagedock/iris", DIGEST, run_id))
+        cloud.send("image_pushed", ecr_image_action("sagedock/iris", DIGEST, run_id))
 
         # Then training runs on the image by digest, with the manifest's settings
         run = cloud.run(run_id)
@@ -181,7 +181,7 @@ class TestHappyPath:
         monkeypatch.setattr(cloud.sagemaker.inner, "update_endpoint", update_endpoint, raising=False)
         # When a new bundle for the project goes through training
         second = received(cloud, "bundles/iris/v2.zip")["run_id"]
-        cloud.send("image_pushed", image_action("sagedock/iris", "sha256:" + "cd" * 32, second))
+        cloud.send("image_pushed", ecr_image_action("sagedock/iris", "sha256:" + "cd" * 32, second))
         job = cloud.run(second)["training_job_name"]
         cloud.send("training_state_changed", training_state(job, "Completed"))
         # Then the endpoint is updated (not re-created) to the new config, and its event ends the run
@@ -193,7 +193,7 @@ class TestHappyPath:
     def test_deploy_disabled_ends_after_training(self, cloud: Cloud) -> None:
         bundle = make_bundle({"sagedock.toml": b"[deploy]\nenabled = false\n"})
         run_id = received(cloud, body=bundle)["run_id"]
-        cloud.send("image_pushed", image_action("sagedock/iris", DIGEST, run_id))
+        cloud.send("image_pushed", ecr_image_action("sagedock/iris", DIGEST, run_id))
         job = cloud.run(run_id)["training_job_name"]
         cloud.send("training_state_changed", training_state(job, "Completed"))
         run = cloud.run(run_id)
@@ -358,13 +358,13 @@ class TestFailures:
         cloud.sagemaker.inner.create_training_job = refusing(
             "ResourceLimitExceeded", quota, "CreateTrainingJob"
         )
-        cloud.send("image_pushed", image_action("sagedock/iris", DIGEST, run_id))
+        cloud.send("image_pushed", ecr_image_action("sagedock/iris", DIGEST, run_id))
         run = cloud.run(run_id)
         assert run["status"] == "FAILED" and run["error"]["stage"] == "train"
         assert run["error"]["code"] == "ResourceLimitExceeded" and quota in run["error"]["message"]
 
     def test_malformed_event_is_dropped_not_raised(self, cloud: Cloud) -> None:
-        event = image_action("sagedock/iris", DIGEST, "x")
+        event = ecr_image_action("sagedock/iris", DIGEST, "x")
         del event["detail"]["image-digest"]
         outcome = cloud.send("image_pushed", event)
         assert outcome["action"] == "rejected"
@@ -429,7 +429,7 @@ class TestIdempotency:
         succeeded = build_state(
             "sagedock-build", build_id, "SUCCEEDED", run_id=run_id, exported={"IMAGE_DIGEST": DIGEST}
         )
-        pushed = image_action("sagedock/iris", DIGEST, run_id)
+        pushed = ecr_image_action("sagedock/iris", DIGEST, run_id)
         for handler, event in [("build_state_changed", succeeded), ("image_pushed", pushed)] * 3:
             cloud.send(handler, event)
         assert len(cloud.sagemaker.named("create_training_job")) == 1
@@ -437,7 +437,9 @@ class TestIdempotency:
 
     def test_same_push_event_concurrently_starts_one_training_job(self, cloud: Cloud) -> None:
         run_id = built(cloud)
-        results = deliver_concurrently(cloud, "image_pushed", image_action("sagedock/iris", DIGEST, run_id))
+        results = deliver_concurrently(
+            cloud, "image_pushed", ecr_image_action("sagedock/iris", DIGEST, run_id)
+        )
         assert len(results) == 3
         assert len(cloud.sagemaker.named("create_training_job")) == 1
         assert cloud.run(run_id)["status"] == "TRAINING"
@@ -522,7 +524,7 @@ class TestIdempotency:
 
         cloud.sagemaker.inner.create_training_job = create_and_finish
         # When the push is handled
-        outcome = cloud.send("image_pushed", image_action("sagedock/iris", DIGEST, run_id))
+        outcome = cloud.send("image_pushed", ecr_image_action("sagedock/iris", DIGEST, run_id))
         # Then the early event started the deploy
         assert outcome["action"] == "training started", outcome
         assert seen[0]["action"] == "deploy started", seen
@@ -532,7 +534,7 @@ class TestIdempotency:
         # Given the first delivery recorded the run TRAINING, then SageMaker throttled the job's creation
 
         run_id = built(cloud)
-        push = image_action("sagedock/iris", DIGEST, run_id)
+        push = ecr_image_action("sagedock/iris", DIGEST, run_id)
         create = cloud.sagemaker.inner.create_training_job
 
         cloud.sagemaker.inner.create_training_job = refusing(
@@ -583,9 +585,9 @@ class TestIdempotency:
     @pytest.mark.parametrize(
         "event",
         [
-            image_action("sagedock/iris", DIGEST, ""),
-            image_action("sagedock/iris", DIGEST, "iris-0123456789ab"),
-            image_action("other/iris", DIGEST, "latest"),
+            ecr_image_action("sagedock/iris", DIGEST, ""),
+            ecr_image_action("sagedock/iris", DIGEST, "iris-0123456789ab"),
+            ecr_image_action("other/iris", DIGEST, "latest"),
             training_state("somebody-elses-job", "Completed"),
             endpoint_state("not-ours", "not-ours", "IN_SERVICE"),
         ],

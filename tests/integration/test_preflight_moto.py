@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from aws_events import image_action
 from moto_cloud import Cloud, make_bundle
 
+from sagedock.eventshapes import ecr_image_action
 from tests.settings_env import ROLE_ARN
 
 DIGEST = "sha256:" + "cd" * 32
@@ -85,7 +85,7 @@ def test_with_no_channels_named_each_project_prefix_holding_data_is_a_channel(cl
     # Then the run records the two channels found, and its training job reads exactly those
     run = cloud.run(outcome["run_id"])
     assert run["manifest"]["train"]["channels"] == {"train": "iris/train/", "training": "iris/training/"}
-    cloud.send("image_pushed", image_action("sagedock/iris", DIGEST, outcome["run_id"]))
+    cloud.send("image_pushed", ecr_image_action("sagedock/iris", DIGEST, outcome["run_id"]))
     (job,) = cloud.sagemaker.named("create_training_job")
     assert {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in job["InputDataConfig"]} == {
         "train": "s3://sagedock-data/iris/train/",
@@ -164,7 +164,7 @@ def test_data_deleted_while_building_fails_before_the_training_job_and_a_retry_t
 
     # When the data is deleted and the image is pushed
     cloud.s3.delete_object(Bucket="sagedock-data", Key="iris/train/iris.csv")
-    cloud.send("image_pushed", image_action("sagedock/iris", DIGEST, run_id))
+    cloud.send("image_pushed", ecr_image_action("sagedock/iris", DIGEST, run_id))
 
     # Then the run failed at train before any training job was created
     run = cloud.run(run_id)

@@ -10,7 +10,6 @@ from typing import Any
 import boto3
 import jsonschema
 import pytest
-from aws_events import build_state, endpoint_state, envelope, image_action, training_state
 from moto_cloud import REGION, Cloud, make_bundle
 from test_pipeline import DIGEST, KEY, built, deliver_concurrently, deploying, received, refusing, trained
 
@@ -18,6 +17,7 @@ from chalicelib import services as services_module
 from chalicelib.errors import TransientError
 from chalicelib.outbox import CLAIM_SECONDS
 from sagedock.eventqueue import receive, subscribe
+from sagedock.eventshapes import build_state, ecr_image_action, endpoint_state, envelope, training_state
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "docs" / "schemas"
 RUN_EVENT_SCHEMA = json.loads((SCHEMAS / "run-state-change.json").read_text())
@@ -141,13 +141,13 @@ class TestExactlyOnce:
             cloud.send("bundle_uploaded", event)
         run_id = cloud.client.http.get("/runs").json_body["runs"][0]["run_id"]
         for _ in range(3):
-            cloud.send("image_pushed", image_action("sagedock/iris", DIGEST, run_id))
+            cloud.send("image_pushed", ecr_image_action("sagedock/iris", DIGEST, run_id))
         assert [s for _, _, _, s in bus.transitions()] == ["RECEIVED", "BUILDING", "TRAINING"]
 
     def test_concurrent_deliveries_emit_no_extra_event(self, cloud: Cloud, bus: Bus) -> None:
         deliver_concurrently(cloud, "bundle_uploaded", cloud.upload(KEY, make_bundle()))
         run_id = cloud.client.http.get("/runs").json_body["runs"][0]["run_id"]
-        deliver_concurrently(cloud, "image_pushed", image_action("sagedock/iris", DIGEST, run_id))
+        deliver_concurrently(cloud, "image_pushed", ecr_image_action("sagedock/iris", DIGEST, run_id))
         job = cloud.run(run_id)["training_job_name"]
         deliver_concurrently(cloud, "training_state_changed", training_state(job, "Completed"))
         # concurrent writers may publish out of order (consumers sort by sequence), never twice
@@ -167,7 +167,7 @@ class TestExactlyOnce:
         events = services_module.get_services().events
         put_events = events._client.put_events
         events._client.put_events = refusing("ThrottlingException", "Rate exceeded", "PutEvents")
-        outcome = cloud.send("image_pushed", image_action("sagedock/iris", DIGEST, run_id))
+        outcome = cloud.send("image_pushed", ecr_image_action("sagedock/iris", DIGEST, run_id))
         # Then the transition and its work happened, and no event went out
         assert outcome["action"] == "training started"
         assert cloud.run(run_id)["status"] == "TRAINING"
@@ -191,7 +191,7 @@ class TestExactlyOnce:
         events = services_module.get_services().events
         put_events = events._client.put_events
         events._client.put_events = refusing("ThrottlingException", "Rate exceeded", "PutEvents")
-        cloud.send("image_pushed", image_action("sagedock/iris", DIGEST, run_id))
+        cloud.send("image_pushed", ecr_image_action("sagedock/iris", DIGEST, run_id))
         events._client.put_events = put_events
         # a late event of the run within the claim publishes nothing (the writer may still be publishing)
         late = build_state("sagedock-build", build_id, "FAILED", run_id=run_id)
@@ -220,7 +220,7 @@ class TestExactlyOnce:
             return save(run, expected_version=expected_version)
 
         monkeypatch.setattr(store, "save", refuse_releases)
-        outcome = cloud.send("image_pushed", image_action("sagedock/iris", DIGEST, run_id))
+        outcome = cloud.send("image_pushed", ecr_image_action("sagedock/iris", DIGEST, run_id))
         monkeypatch.undo()
         # Then the event went out and the pipeline went on
         assert outcome["action"] == "training started"

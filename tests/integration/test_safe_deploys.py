@@ -9,12 +9,12 @@ from typing import Any
 import boto3
 import botocore.session
 import pytest
-from aws_events import build_state, endpoint_state, image_action, image_scan, training_state
 from botocore.validate import ParamValidator
 from moto_cloud import REGION, Cloud, make_bundle
 from test_pipeline import DIGEST, _moto_sagemaker, received
 
 from chalicelib import services as services_module
+from sagedock.eventshapes import build_state, ecr_image_action, ecr_image_scan, endpoint_state, training_state
 from tests.alarms import put_rollback_alarm
 
 BASE = b"""
@@ -69,7 +69,7 @@ def in_service(cloud: Cloud, key: str, manifest: bytes, digest: str = DIGEST) ->
 
 def deployed(cloud: Cloud, run_id: str, digest: str) -> None:
     """The run's image pushed and its training completed: the endpoint change has been asked for."""
-    cloud.send("image_pushed", image_action("sagedock/iris", digest, run_id))
+    cloud.send("image_pushed", ecr_image_action("sagedock/iris", digest, run_id))
     cloud.send("training_state_changed", training_state(cloud.run(run_id)["training_job_name"], "Completed"))
     assert cloud.run(run_id)["status"] == "DEPLOYING", cloud.run(run_id)
 
@@ -261,7 +261,7 @@ class TestScanGate:
         # Given a run with the scan gate whose image was pushed and built, and no scan yet
         run_id = scanned_run(cloud)
         waits = [
-            cloud.send("image_pushed", image_action("sagedock/iris", DIGEST, run_id)),
+            cloud.send("image_pushed", ecr_image_action("sagedock/iris", DIGEST, run_id)),
             cloud.send("build_state_changed", succeeded_build(cloud, run_id)),
         ]
         # Then nothing trains yet
@@ -269,9 +269,9 @@ class TestScanGate:
         assert cloud.run(run_id)["status"] == "BUILDING"
         assert cloud.sagemaker.named("create_training_job") == []
         # When the scan comes back with low findings only (and is delivered twice, then the push again)
-        scan = image_scan("sagedock/iris", DIGEST, [run_id], {"MEDIUM": 2, "LOW": 7})
+        scan = ecr_image_scan("sagedock/iris", DIGEST, [run_id], {"MEDIUM": 2, "LOW": 7})
         outcomes = [cloud.send("image_scanned", scan) for _ in range(2)]
-        cloud.send("image_pushed", image_action("sagedock/iris", DIGEST, run_id))
+        cloud.send("image_pushed", ecr_image_action("sagedock/iris", DIGEST, run_id))
         # Then one training job started, and the run records the scan
         assert outcomes[0]["action"] == "training started", outcomes
         assert len(cloud.sagemaker.named("create_training_job")) == 1
@@ -281,17 +281,17 @@ class TestScanGate:
 
     def test_a_scan_before_the_push_event_is_not_lost(self, cloud: Cloud) -> None:
         run_id = scanned_run(cloud)
-        outcome = cloud.send("image_scanned", image_scan("sagedock/iris", DIGEST, [run_id, "latest"], {}))
-        late = cloud.send("image_pushed", image_action("sagedock/iris", DIGEST, run_id))
+        outcome = cloud.send("image_scanned", ecr_image_scan("sagedock/iris", DIGEST, [run_id, "latest"], {}))
+        late = cloud.send("image_pushed", ecr_image_action("sagedock/iris", DIGEST, run_id))
         assert outcome["action"] == "training started" and late["action"] == "ignored"
         assert len(cloud.sagemaker.named("create_training_job")) == 1
 
     def test_findings_at_or_above_the_threshold_fail_the_build_with_the_counts(self, cloud: Cloud) -> None:
         run_id = scanned_run(cloud)
-        cloud.send("image_pushed", image_action("sagedock/iris", DIGEST, run_id))
+        cloud.send("image_pushed", ecr_image_action("sagedock/iris", DIGEST, run_id))
         cloud.send(
             "image_scanned",
-            image_scan("sagedock/iris", DIGEST, [run_id], {"CRITICAL": 2, "HIGH": 1, "LOW": 3}),
+            ecr_image_scan("sagedock/iris", DIGEST, [run_id], {"CRITICAL": 2, "HIGH": 1, "LOW": 3}),
         )
         run = cloud.run(run_id)
         assert run["status"] == "FAILED"
@@ -321,9 +321,9 @@ class TestScanGate:
 
     def test_without_the_gate_the_scan_event_is_ignored_and_the_push_trains(self, cloud: Cloud) -> None:
         run_id = str(received(cloud, body=make_bundle({"sagedock.toml": BASE}))["run_id"])
-        scan = cloud.send("image_scanned", image_scan("sagedock/iris", DIGEST, [run_id], {"CRITICAL": 9}))
+        scan = cloud.send("image_scanned", ecr_image_scan("sagedock/iris", DIGEST, [run_id], {"CRITICAL": 9}))
         assert scan["action"] == "ignored"
-        cloud.send("image_pushed", image_action("sagedock/iris", DIGEST, run_id))
+        cloud.send("image_pushed", ecr_image_action("sagedock/iris", DIGEST, run_id))
         assert cloud.run(run_id)["status"] == "TRAINING"
 
     def test_a_stage_that_requires_the_scan_gates_bundles_that_do_not_ask(
@@ -335,9 +335,10 @@ class TestScanGate:
         run_id = str(received(cloud, body=make_bundle({"sagedock.toml": BASE}))["run_id"])
         # When its image is pushed, then scanned with a critical finding
         assert (
-            cloud.send("image_pushed", image_action("sagedock/iris", DIGEST, run_id))["action"] == "ignored"
+            cloud.send("image_pushed", ecr_image_action("sagedock/iris", DIGEST, run_id))["action"]
+            == "ignored"
         )
-        cloud.send("image_scanned", image_scan("sagedock/iris", DIGEST, [run_id], {"CRITICAL": 1}))
+        cloud.send("image_scanned", ecr_image_scan("sagedock/iris", DIGEST, [run_id], {"CRITICAL": 1}))
         # Then the run failed at build without training
         assert cloud.run(run_id)["error"]["code"] == "ImageVulnerable"
         assert cloud.sagemaker.named("create_training_job") == []

@@ -9,20 +9,22 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from aws_events import envelope, image_action, image_scan
 from moto_cloud import Cloud
 from test_pipeline import DIGEST
 from test_safe_deploys import scanned_run, succeeded_build
 
 from chalicelib import services as services_module
 from chalicelib.services import Services
+from sagedock.eventshapes import ecr_image_action, ecr_image_scan, envelope
 
 TICK = envelope(
     "aws.events", "Scheduled Event", {}, ["arn:aws:events:us-east-1:123456789012:rule/sweep-scans"]
 )
 START = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 LAST_EVENTS: dict[str, Callable[[Cloud, str], dict[str, Any]]] = {
-    "push": lambda cloud, run_id: cloud.send("image_pushed", image_action("sagedock/iris", DIGEST, run_id)),
+    "push": lambda cloud, run_id: cloud.send(
+        "image_pushed", ecr_image_action("sagedock/iris", DIGEST, run_id)
+    ),
     "build": lambda cloud, run_id: cloud.send("build_state_changed", succeeded_build(cloud, run_id)),
 }
 
@@ -123,7 +125,9 @@ def test_a_run_whose_scan_event_is_lost_is_advanced_by_the_sweeper(
     assert sweep(cloud) == {"runs": 0}
     # And the late scan event changes nothing
     before = cloud.run(run_id)
-    late = cloud.send("image_scanned", image_scan("sagedock/iris", DIGEST, [run_id], {"MEDIUM": 1, "LOW": 2}))
+    late = cloud.send(
+        "image_scanned", ecr_image_scan("sagedock/iris", DIGEST, [run_id], {"MEDIUM": 1, "LOW": 2})
+    )
     assert late["action"] == "ignored"
     assert cloud.run(run_id) == before
     assert len(cloud.sagemaker.named("create_training_job")) == 1
@@ -141,7 +145,7 @@ def test_findings_read_by_the_sweeper_fail_the_run_as_the_event_would(
         error["stage"] == "build" and error["code"] == "ImageVulnerable" and "CRITICAL 3" in error["message"]
     )
     assert svc.runs.waiting_for_scan() == ()
-    late = cloud.send("image_scanned", image_scan("sagedock/iris", DIGEST, [run_id], {"CRITICAL": 3}))
+    late = cloud.send("image_scanned", ecr_image_scan("sagedock/iris", DIGEST, [run_id], {"CRITICAL": 3}))
     assert late["action"] == "ignored"
     assert cloud.sagemaker.named("create_training_job") == []
 
@@ -151,10 +155,10 @@ def test_a_scan_that_never_settles_fails_the_run_after_the_bound(
 ) -> None:
     # Given a gated run whose image ECR never scans (scan on push is off: no scan exists)
     run_id = scanned_run(cloud)
-    cloud.send("image_pushed", image_action("sagedock/iris", DIGEST, run_id))
+    cloud.send("image_pushed", ecr_image_action("sagedock/iris", DIGEST, run_id))
     # And a replayed push later, which must not restart the wait
     clock.advance(minutes=20)
-    cloud.send("image_pushed", image_action("sagedock/iris", DIGEST, run_id))
+    cloud.send("image_pushed", ecr_image_action("sagedock/iris", DIGEST, run_id))
     # When the sweeper runs just before the bound (30 minutes by default), the run still waits
     clock.advance(minutes=9, seconds=59)
     assert sweep(cloud) == {"runs": 1, "ignored": 1}
@@ -170,7 +174,7 @@ def test_a_scan_that_never_settles_fails_the_run_after_the_bound(
     assert f"/runs/{run_id}/retry" in message and "scan on push" in message
     # And nothing looks at it again, and a scan arriving after all starts nothing
     assert sweep(cloud) == {"runs": 0}
-    late = cloud.send("image_scanned", image_scan("sagedock/iris", DIGEST, [run_id], {}))
+    late = cloud.send("image_scanned", ecr_image_scan("sagedock/iris", DIGEST, [run_id], {}))
     assert late["action"] == "ignored"
     assert cloud.run(run_id)["status"] == "FAILED"
     assert cloud.sagemaker.named("create_training_job") == []
@@ -178,7 +182,7 @@ def test_a_scan_that_never_settles_fails_the_run_after_the_bound(
 
 def test_a_retried_timeout_waits_afresh(cloud: Cloud, svc: Services, clock: HandClock, ecr: EcrScan) -> None:
     run_id = scanned_run(cloud)
-    cloud.send("image_pushed", image_action("sagedock/iris", DIGEST, run_id))
+    cloud.send("image_pushed", ecr_image_action("sagedock/iris", DIGEST, run_id))
     clock.advance(minutes=31)
     sweep(cloud)
     assert cloud.run(run_id)["error"]["code"] == "ImageScanTimeout"
@@ -188,7 +192,7 @@ def test_a_retried_timeout_waits_afresh(cloud: Cloud, svc: Services, clock: Hand
     assert cloud.run(run_id)["status"] == "BUILDING"
     assert svc.runs.waiting_for_scan() == ()
     # And its new push waits from now, not from the first attempt
-    cloud.send("image_pushed", image_action("sagedock/iris", DIGEST, run_id))
+    cloud.send("image_pushed", ecr_image_action("sagedock/iris", DIGEST, run_id))
     clock.advance(minutes=5)
     assert sweep(cloud) == {"runs": 1, "ignored": 1}
     assert cloud.run(run_id)["status"] == "BUILDING"
@@ -199,7 +203,7 @@ def test_a_sweep_that_stopped_before_the_training_job_is_finished_by_the_next(
 ) -> None:
     # Given a waiting run, and a sweep that records TRAINING, then dies before CreateTrainingJob
     run_id = scanned_run(cloud)
-    cloud.send("image_pushed", image_action("sagedock/iris", DIGEST, run_id))
+    cloud.send("image_pushed", ecr_image_action("sagedock/iris", DIGEST, run_id))
     ecr.status = "COMPLETE"
 
     def crash(*_: Any, **__: Any) -> Any:

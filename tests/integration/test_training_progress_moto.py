@@ -6,13 +6,12 @@ from typing import Any
 
 import boto3
 import pytest
-from aws_events import training_state
 from moto_cloud import REGION, Cloud
 from test_pipeline import trained
 from test_run_events import Bus
 
 from sagedock.eventqueue import subscribe
-from tests.training_events import in_progress_fields
+from sagedock.eventshapes import SAMPLE_START, epoch_millis, training_progress, training_state
 
 
 @pytest.fixture
@@ -25,7 +24,7 @@ def bus(cloud: Cloud) -> Bus:
 def in_progress(job: str, run_id: str, upto: int) -> dict[str, Any]:
     """The InProgress event SageMaker sends when the job enters STEPS[upto]."""
     event = training_state(job, "InProgress", tags={"sagedock:run-id": run_id})
-    event["detail"].update(in_progress_fields(upto))
+    event["detail"].update(training_progress(upto, epoch_millis(SAMPLE_START) + 60_000))
     return event
 
 

@@ -19,7 +19,6 @@ from typing import Any
 
 import botocore.endpoint
 import pytest
-from aws_events import build_state, endpoint_state, image_action, image_scan, training_state
 from botocore.awsrequest import AWSResponse
 from moto.core.botocore_stubber import BotocoreStubber
 from moto_cloud import SETTINGS, Atomic, Cloud, make_bundle, open_cloud
@@ -29,6 +28,7 @@ from chalicelib import aws
 from chalicelib import services as services_module
 from chalicelib.codebuild import CodeBuild
 from chalicelib.sagemaker import SageMaker
+from sagedock.eventshapes import build_state, ecr_image_action, ecr_image_scan, endpoint_state, training_state
 from tests.alarms import put_rollback_alarm
 
 MANIFEST = b"""
@@ -198,8 +198,8 @@ def trained(w: Wired, key: str, digest: str) -> str:
     uploaded = w.cloud.upload(key, make_bundle({"sagedock.toml": MANIFEST}))
     run_id = str(w.deliver(uploaded)["run_id"])
     run = w.cloud.run(run_id)
-    w.deliver(image_action("sagedock/iris", digest, run_id))  # waits for the scan
-    w.deliver(image_scan("sagedock/iris", digest, [run_id], {"LOW": 1}))
+    w.deliver(ecr_image_action("sagedock/iris", digest, run_id))  # waits for the scan
+    w.deliver(ecr_image_scan("sagedock/iris", digest, [run_id], {"LOW": 1}))
     succeeded = build_state(
         "sagedock-build", run["build_id"], "SUCCEEDED", run_id=run_id, exported={"IMAGE_DIGEST": digest}
     )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,13 +16,11 @@ from chalicelib.events import (
     normalise_endpoint_status,
     parse_detail,
 )
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
-from aws_events import (
+from sagedock.eventshapes import (
     build_state,
+    ecr_image_action,
     endpoint_state,
-    image_action,
-    object_created,
+    s3_object_created,
     training_state,
 )
 
@@ -42,7 +38,9 @@ def detail(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_object_created() -> None:
-    event = object_created("sagedock-source", "bundles/iris/v1.zip", size=1234, etag="abc", version_id="v1")
+    event = s3_object_created(
+        "sagedock-source", "bundles/iris/v1.zip", size=1234, etag="abc", version_id="v1"
+    )
 
     parsed = parse_detail(ObjectCreated, detail(event))
 
@@ -55,7 +53,7 @@ def test_object_created() -> None:
 
 
 def test_object_created_in_an_unversioned_bucket_has_no_version() -> None:
-    event = object_created("sagedock-source", "bundles/iris/v1.zip", size=1, etag="abc", version_id=None)
+    event = s3_object_created("sagedock-source", "bundles/iris/v1.zip", size=1, etag="abc", version_id=None)
     assert parse_detail(ObjectCreated, detail(event)).object.version_id is None
 
 
@@ -138,7 +136,7 @@ def test_build_failure_without_any_phase_information() -> None:
 
 
 def test_image_pushed() -> None:
-    parsed = parse_detail(ImageAction, detail(image_action("sagedock/iris", DIGEST, RUN_ID)))
+    parsed = parse_detail(ImageAction, detail(ecr_image_action("sagedock/iris", DIGEST, RUN_ID)))
 
     assert (parsed.result, parsed.action_type) == ("SUCCESS", "PUSH")
     assert parsed.repository_name == "sagedock/iris"
@@ -149,7 +147,7 @@ def test_image_pushed() -> None:
 @pytest.mark.parametrize("tag", ["", None])
 def test_image_action_without_a_tag(tag: str | None) -> None:
     # Attestations and indexes come with an empty tag, or none at all
-    raw = detail(image_action("sagedock/iris", DIGEST, ""))
+    raw = detail(ecr_image_action("sagedock/iris", DIGEST, ""))
     if tag is None:
         del raw["image-tag"]
     assert not parse_detail(ImageAction, raw).image_tag
@@ -212,10 +210,10 @@ def test_normalise_endpoint_status(value: str, normal: str) -> None:
 @pytest.mark.parametrize(
     ("model", "make", "missing"),
     [
-        (ObjectCreated, lambda: object_created("b", "k", size=1, etag="e", version_id=None), "bucket"),
+        (ObjectCreated, lambda: s3_object_created("b", "k", size=1, etag="e", version_id=None), "bucket"),
         (BuildStateChange, lambda: build_state("p", BUILD_ID, "FAILED", run_id=RUN_ID), "build-status"),
         (BuildStateChange, lambda: build_state("p", BUILD_ID, "FAILED", run_id=RUN_ID), "build-id"),
-        (ImageAction, lambda: image_action("sagedock/iris", DIGEST, RUN_ID), "image-digest"),
+        (ImageAction, lambda: ecr_image_action("sagedock/iris", DIGEST, RUN_ID), "image-digest"),
         (TrainingJobStateChange, lambda: training_state("j", "Completed"), "TrainingJobName"),
         (EndpointStateChange, lambda: endpoint_state("iris", RUN_ID, "FAILED"), "EndpointStatus"),
     ],
@@ -233,7 +231,7 @@ def test_a_missing_field_is_named(model: Any, make: Any, missing: str) -> None:
 
 
 def test_a_missing_nested_field_is_named_by_its_path() -> None:
-    raw = detail(object_created("b", "k", size=1, etag="e", version_id=None))
+    raw = detail(s3_object_created("b", "k", size=1, etag="e", version_id=None))
     del raw["object"]["key"]
 
     with pytest.raises(BadRequest) as caught:
@@ -251,7 +249,7 @@ def test_a_detail_that_is_not_an_object_is_rejected(raw: Any) -> None:
 
 
 def test_a_wrongly_typed_field_is_named() -> None:
-    raw = detail(object_created("b", "k", size=1, etag="e", version_id=None))
+    raw = detail(s3_object_created("b", "k", size=1, etag="e", version_id=None))
     raw["object"]["size"] = "large"
 
     with pytest.raises(BadRequest) as caught:

@@ -12,7 +12,7 @@ from chalicelib.events import (
     ObjectCreated,
     TrainingJobStateChange,
 )
-from sagedock.local import events
+from sagedock import eventshapes as events
 
 ENVELOPE_KEYS = ["version", "id", "detail-type", "source", "account", "time", "region", "resources", "detail"]
 STARTED = datetime(2025, 3, 4, 16, 12, 29, tzinfo=UTC)

@@ -7,7 +7,7 @@ from typing import Any
 
 from chalice.app import Chalice, CloudWatchEvent
 
-from sagedock.local import events
+from sagedock import eventshapes as events
 from sagedock.local.router import Router, subscriptions
 
 

@@ -14,27 +14,22 @@ from chalicelib.events import TrainingJobStateChange, parse_detail
 from chalicelib.models import Run, Stage, Status
 from chalicelib.outbox import is_transition
 from chalicelib.training_progress import describe, record
-from tests.training_events import MS, STEPS, in_progress_fields
+from sagedock.eventshapes import SAMPLE_START, epoch_millis, training_progress, training_state
+from sagedock.eventshapes import TRAINING_STEPS as STEPS
 from tests.unit.test_statemachine import DIGEST, REPO, RUN_ID, T0, training
 
 JOB = f"{RUN_ID}-t1"
 T1 = "2026-11-21T12:05:00.000Z"
+MS = epoch_millis(SAMPLE_START) + 60_000  # the job started a minute after it was created
 
 
 def detail(upto: int, *, job: str = JOB) -> dict[str, Any]:
     """The detail SageMaker sends when the job enters STEPS[upto]."""
-    return {
-        "TrainingJobName": job,
-        "TrainingJobArn": f"arn:aws:sagemaker:us-east-1:123456789012:training-job/{job}",
-        "HyperParameters": {},
-        "AlgorithmSpecification": {"TrainingImage": f"{REPO}@{DIGEST}", "TrainingInputMode": "File"},
-        "RoleArn": "arn:aws:iam::123456789012:role/sagemaker",
-        "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 30},
-        "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
-        "CreationTime": MS - 5000,
-        **in_progress_fields(upto),
-        "Tags": {"sagedock:run-id": RUN_ID},
-    }
+    fields: dict[str, Any] = training_state(job, "InProgress", tags={"sagedock:run-id": RUN_ID})["detail"]
+    fields["AlgorithmSpecification"]["TrainingImage"] = f"{REPO}@{DIGEST}"
+    fields["CreationTime"] = MS - 5000
+    fields.update(training_progress(upto, MS))
+    return fields
 
 
 def event(upto: int, **kwargs: Any) -> TrainingJobStateChange:
@@ -132,7 +127,7 @@ def test_the_local_clouds_in_progress_event_reaches_the_training_handler_as_prog
     from datetime import UTC, datetime
 
     import app
-    from sagedock.local import events
+    from sagedock import eventshapes as events
     from sagedock.local.router import Router
 
     started = datetime(2025, 11, 21, 12, 1, 0, tzinfo=UTC)
