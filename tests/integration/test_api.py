@@ -410,8 +410,8 @@ def test_a_body_of_exactly_6_mb_is_forwarded(cloud: Cloud, runtime: list[dict[st
     assert len(runtime) == 1
 
 
-def model_answers_error(status: int, message: str) -> Any:
-    """The app's SageMaker Runtime client answers the next InvokeEndpoint with a ModelError."""
+def runtime_answers(code: str, message: str, http_status: int = 400, **fields: Any) -> Any:
+    """The app's SageMaker Runtime client answers the next InvokeEndpoint with the error `code`."""
     from botocore.stub import Stubber
 
     from chalicelib.aws import client
@@ -419,12 +419,23 @@ def model_answers_error(status: int, message: str) -> Any:
     stubber = Stubber(client("sagemaker-runtime"))
     stubber.add_client_error(
         "invoke_endpoint",
-        service_error_code="ModelError",
-        service_message="Received client error from primary container",
-        http_status_code=424,
-        modeled_fields={"OriginalStatusCode": status, "OriginalMessage": message},
+        service_error_code=code,
+        service_message=message,
+        http_status_code=http_status,
+        modeled_fields=fields or None,
     )
     return stubber
+
+
+def model_answers_error(status: int, message: str) -> Any:
+    """The model's container answered the invocation with `status` (SageMaker's ModelError, 424)."""
+    return runtime_answers(
+        "ModelError",
+        "Received client error from primary container",
+        424,
+        OriginalStatusCode=status,
+        OriginalMessage=message,
+    )
 
 
 def test_the_models_own_4xx_is_passed_through_as_json(cloud: Cloud) -> None:
@@ -453,21 +464,9 @@ def test_the_models_5xx_is_a_502_never_a_500(cloud: Cloud) -> None:
 DIGEST = "sha256:" + "a" * 64
 
 
-def runtime_refuses(message: str) -> Any:
-    """Make SageMaker Runtime answer the next invocation with ValidationError, as it does for a missing
-    endpoint and for a request the endpoint cannot take alike."""
-    from botocore.stub import Stubber
-
-    from chalicelib.aws import client
-
-    stubber = Stubber(client("sagemaker-runtime"))
-    stubber.add_client_error("invoke_endpoint", service_error_code="ValidationError", service_message=message)
-    return stubber
-
-
 def test_invoking_an_endpoint_that_does_not_exist_is_a_404(cloud: Cloud) -> None:
     # Given no endpoint named ghost (the runtime answers ValidationError, as for a bad request)
-    with runtime_refuses("Endpoint ghost of account 123456789012 not found."):
+    with runtime_answers("ValidationError", "Endpoint ghost of account 123456789012 not found."):
         response = cloud.client.http.post(
             "/endpoints/ghost/invocations", headers={"Content-Type": "text/csv"}, body="1,2,3,4"
         )
@@ -499,7 +498,7 @@ def test_a_validation_error_of_an_existing_endpoint_stays_a_400(cloud: Cloud) ->
         ],
     )
     sm.create_endpoint(EndpointName="iris", EndpointConfigName="iris-config")
-    with runtime_refuses("Inference Component Name header is required"):
+    with runtime_answers("ValidationError", "Inference Component Name header is required"):
         response = cloud.client.http.post(
             "/endpoints/iris/invocations", headers={"Content-Type": "text/csv"}, body="1,2,3,4"
         )
