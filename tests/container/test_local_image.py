@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from sagedock.contract import layout_opt_ml, pack_model, run_train, unpack_model
 from sagedock.image import ContractError, LocalImage, build_local_image, load_local_image
+from sagedock.optml import layout_opt_ml, pack_model, unpack_model
+from sagedock.programs import run_train
 
 
 def write(root: Path, files: dict[str, str]) -> Path:

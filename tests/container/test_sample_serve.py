@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from sample_bundle import IRIS
 
-from sagedock.contract import ServeProcess, free_port
 from sagedock.image import LocalImage
+from sagedock.programs import ServeProcess, free_port
 
 FEATURES = [line.split(",", 1)[1] for line in IRIS.read_text().splitlines()]
 
