@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from sagedock import sandbox
 from sagedock.image import ContractError, LocalImage, make_writable, missing_module_hint
 from sagedock.optml import unpack_model
 
@@ -144,14 +145,40 @@ class _Running:
             self.proc.stdout.close()
 
 
+def _inside(image: LocalImage, opt_ml: Path, text: str) -> str:
+    """A host path of the image's root or of the job's /opt/ml as the sandbox shows it (its real path)."""
+    root = str(image.root)
+    text = text.replace(str(opt_ml), "/opt/ml")
+    return "/" if text == root else text.replace(root + "/", "/")
+
+
 def _start(
-    image: LocalImage, program: str, opt_ml: Path, extra_env: Mapping[str, str] | None, log: Log | None
+    image: LocalImage,
+    program: str,
+    opt_ml: Path,
+    extra_env: Mapping[str, str] | None,
+    log: Log | None,
+    *,
+    serving: bool = False,
 ) -> _Running:
+    """Start `program`: in a sandbox of its own (in opt_ml's parent's `sandbox/`) where the OS allows it."""
     env = _program_env(image, opt_ml, extra_env)
     argv = program_argv(image, program, opt_ml, env)
-    cwd = image.host_path(image.spec.workdir)
-    cwd.mkdir(parents=True, exist_ok=True)
-    return _Running(argv, env, cwd, log)
+    if not sandbox.support().available:
+        cwd = image.host_path(image.spec.workdir)
+        cwd.mkdir(parents=True, exist_ok=True)
+        return _Running(argv, env, cwd, log)
+    inside = {key: _inside(image, opt_ml, value) for key, value in env.items() if key != "TMPDIR"}
+    directory = opt_ml.parent / "sandbox"
+    command = sandbox.prepare(
+        directory,
+        mounts=sandbox.program_mounts(image, opt_ml, serving=serving),
+        argv=[_inside(image, opt_ml, arg) for arg in argv],
+        env=inside,
+        cwd=image.spec.workdir or "/",
+        bridge=serving,
+    )
+    return _Running(command, {"PATH": os.environ.get("PATH", "")}, directory, log)
 
 
 @dataclass(frozen=True)
@@ -247,8 +274,16 @@ def free_port() -> int:
 class ServeProcess:
     """The image's `serve` running on a loopback port with a model unpacked read-only."""
 
-    def __init__(self, running: _Running, port: int, model_dir: Path, stop_signal: int) -> None:
+    def __init__(
+        self,
+        running: _Running,
+        port: int,
+        model_dir: Path,
+        stop_signal: int,
+        bridge: sandbox.Bridge | None = None,
+    ) -> None:
         self._running = running
+        self._bridge = bridge  # sandboxed: `port` is the host's end of the bridge to the sandbox's 8080
         self._model_dir = model_dir
         self._stop_signal = stop_signal
         self.port = port
@@ -267,23 +302,41 @@ class ServeProcess:
         extra_env: Mapping[str, str] | None = None,
         log: Log | None = None,
     ) -> ServeProcess:
-        """Unpack the model under workdir/opt_ml/model and start `serve` on `port`."""
+        """Unpack the model under workdir/opt_ml/model and start `serve`, reached on loopback `port`.
+
+        In a sandbox, `serve` listens on its own 8080, as in SageMaker, and `port` is the bridge to it.
+        """
         opt_ml = workdir / "opt_ml"
         model_dir = opt_ml / "model"
         unpack_model(model_tar, model_dir)
+        sandboxed = sandbox.support().available
+        inner = sandbox.SERVE_PORT if sandboxed else port
         env = {
-            "SAGEMAKER_BIND_TO_PORT": str(port),
-            "SAGEMAKER_SAFE_PORT_RANGE": f"{port}-{port}",
+            "SAGEMAKER_BIND_TO_PORT": str(inner),
+            "SAGEMAKER_SAFE_PORT_RANGE": f"{inner}-{inner}",
             "SAGEDOCK_BIND_HOST": "127.0.0.1",
             **(extra_env or {}),
         }
-        running = _start(image, "serve", opt_ml, env, log)
-        return cls(running, port, model_dir, _signal_number(image.spec.stop_signal))
+        running = _start(image, "serve", opt_ml, env, log, serving=True)
+        try:
+            bridge = sandbox.Bridge(opt_ml.parent / "sandbox", port) if sandboxed else None
+        except OSError:
+            running.finish()
+            raise
+        return cls(running, port, model_dir, _signal_number(image.spec.stop_signal), bridge)
 
     @property
     def pid(self) -> int:
-        """The process id of the program `serve` started as."""
-        return self._running.proc.pid
+        """The process id (on this machine) of the program `serve` started as: in a sandbox, the child of
+        its init, itself the child of the keeper that started the namespaces (its pid until then)."""
+        pid = self._running.proc.pid
+        if self._bridge is None:
+            return pid
+        for _ in range(2):
+            children = Path(f"/proc/{pid}/task/{pid}/children")
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                pid = int(children.read_text().split()[0])
+        return pid
 
     def running(self) -> bool:
         """Whether the main process is still alive."""
@@ -345,6 +398,8 @@ class ServeProcess:
         else:
             self.exit_code = proc.returncode
         self._running.finish()
+        if self._bridge is not None:
+            self._bridge.close()
         make_writable(self._model_dir)
         return None if self.killed else self.exit_code
 
