@@ -39,15 +39,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 # after the path set-up, so that it runs from a checkout
-from sagedock.contract import (  # noqa: E402
-    ServeProcess,
-    free_port,
-    layout_opt_ml,
-    pack_model,
-    run_train,
-    unpack_model,
-)
 from sagedock.image import LocalImage, build_local_image  # noqa: E402
+from sagedock.optml import layout_opt_ml, pack_model, unpack_model  # noqa: E402
+from sagedock.programs import ServeProcess, free_port, run_train  # noqa: E402
 
 CLASSIC = Path(__file__).resolve().parent / "classic"
 BODY = b"5.1,3.5,1.4,0.2"

@@ -2,7 +2,7 @@
 below a root, its ENV/WORKDIR/ENTRYPOINT kept, and a digest over both (RUN steps are not run; each one is
 named in the image's notes).
 
-What runs the image's programs as SageMaker would is sagedock.contract.
+What runs the image's programs as SageMaker would is sagedock.programs.
 """
 
 from __future__ import annotations

@@ -20,17 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sagedock.contract import (
-    Log,
-    ServeProcess,
-    TrainOutcome,
-    _Running,
-    judge_train,
-    unpack_model,
-)
 from sagedock.image import make_writable
 from sagedock.local.engine import Engine
 from sagedock.local.images import parse_image_uri
+from sagedock.optml import unpack_model
+from sagedock.programs import Log, ServeProcess, TrainOutcome, _Running, judge_train
 
 LABEL = "org.sagedock.local-cloud"
 SERVING_PORT = 8080

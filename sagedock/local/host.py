@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from sagedock import eventshapes as events
-from sagedock.contract import ServeProcess, free_port
 from sagedock.local.emulator import ApiCall, ApiReply, Emulator
 from sagedock.local.images import ImageStore
 from sagedock.local.logs import cloudwatch_logger, line_logger, tee
 from sagedock.local.rollout import RolledBack, Shift, bake, traffic_steps
+from sagedock.programs import ServeProcess, free_port
 
 log = logging.getLogger("local_cloud.host")
 

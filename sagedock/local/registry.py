@@ -16,7 +16,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from sagedock.contract import free_port
+from sagedock.programs import free_port
 
 READY_WITHIN = 30.0
 MANIFEST_TYPES = (

@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from sagedock import eventshapes as events
-from sagedock.contract import FAILURE_REASON_LIMIT, layout_opt_ml, pack_model, run_train
 from sagedock.local.emulator import ApiCall, ApiReply, Emulator
 from sagedock.local.images import ImageStore
 from sagedock.local.logs import cloudwatch_logger, line_logger, tee
+from sagedock.optml import layout_opt_ml, pack_model
+from sagedock.programs import FAILURE_REASON_LIMIT, run_train
 
 log = logging.getLogger("local_cloud.train")
 

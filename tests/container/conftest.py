@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from sample_bundle import IRIS, SAMPLE, BundleFactory
 
-from sagedock.contract import ServeProcess, free_port, layout_opt_ml, pack_model, run_train
 from sagedock.image import LocalImage, build_local_image
+from sagedock.optml import layout_opt_ml, pack_model
+from sagedock.programs import ServeProcess, free_port, run_train
 
 # Sessions (the leader's pid) of servers that fixtures keep running across tests.
 SHARED_SESSIONS: set[int] = set()

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from sagedock.contract import layout_opt_ml, pack_model, run_train, unpack_model
+from sagedock import sandbox
 from sagedock.image import ContractError, LocalImage, build_local_image, load_local_image
+from sagedock.optml import layout_opt_ml, pack_model, unpack_model
+from sagedock.programs import run_train
 
 
 def write(root: Path, files: dict[str, str]) -> Path:
@@ -174,9 +176,11 @@ def test_image_paths_in_argv_are_mapped_below_the_root(tmp_path: Path) -> None:
     # When `train` runs
     outcome = run_train(image, opt_ml, timeout=60)
 
-    # Then the script ran from the image root, wrote into the job's /opt/ml, with the image's env
+    # Then the script ran in the image's WORKDIR (/ at its real path in a sandbox, else the image root),
+    # wrote into the job's /opt/ml, with the image's env
     assert outcome.ok, outcome.failure_reason
-    assert (opt_ml / "model" / "args.txt").read_text() == f"train local {image.root}"
+    workdir = "/" if sandbox.support().available else str(image.root)
+    assert (opt_ml / "model" / "args.txt").read_text() == f"train local {workdir}"
 
 
 def test_shell_form_entrypoints_get_their_paths_mapped_too(tmp_path: Path) -> None:

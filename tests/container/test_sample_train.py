@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from sample_bundle import IRIS
 
-from sagedock.contract import layout_opt_ml, run_train
 from sagedock.image import LocalImage
+from sagedock.optml import layout_opt_ml
+from sagedock.programs import run_train
 
 
 def train(image: LocalImage, tmp_path: Path, hyperparameters: dict[str, str], channels: dict[str, Path]):  # type: ignore[no-untyped-def]

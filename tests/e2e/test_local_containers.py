@@ -13,9 +13,10 @@ import pytest
 from engines import build_image
 from localcloud import BUNDLES
 
-from sagedock.contract import free_port, layout_opt_ml, pack_model
 from sagedock.local.containers import LABEL, ServeContainer, memory_limit, remove_owned, run_train
 from sagedock.local.engine import Engine
+from sagedock.optml import layout_opt_ml, pack_model
+from sagedock.programs import free_port
 
 pytestmark = pytest.mark.slow
 OWNER = f"test-{time.time_ns()}"

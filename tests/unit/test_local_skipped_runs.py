@@ -12,12 +12,13 @@ from pathlib import Path
 import boto3
 import pytest
 
-from sagedock.contract import FAILURE_REASON_LIMIT, layout_opt_ml, run_train
 from sagedock.image import LocalImage, build_local_image, missing_module_hint, skipped_run_steps
 from sagedock.local.build import BuildExecutor
 from sagedock.local.emulator import DUMMY_CREDENTIALS, Emulator
 from sagedock.local.images import ImageStore
 from sagedock.local.provision import Resources, provision
+from sagedock.optml import layout_opt_ml
+from sagedock.programs import FAILURE_REASON_LIMIT, run_train
 
 CLASSIC = Path(__file__).resolve().parents[1] / "e2e" / "bundles" / "classic-byoc"
 MEANING = "(what it installs must already be on this host)"
