@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chalicelib.manifest import as_string
+from chalicelib.domain.manifest import as_string
 from sagedock.image import (
     ContractError,
     LocalImage,

@@ -14,8 +14,8 @@ import pytest
 from api_client import ACCOUNT, assert_bad_request, get, post_json
 from moto_cloud import REGION, Cloud, make_bundle
 
-from chalicelib import names
 from chalicelib import services as services_module
+from chalicelib.domain import names
 
 
 def walk(cloud: Cloud, query: str, limit: int) -> tuple[list[dict[str, Any]], int]:
@@ -309,7 +309,7 @@ def test_upload_body_that_is_not_a_json_object_is_a_400(cloud: Cloud) -> None:
 @pytest.fixture
 def runtime(cloud: Cloud) -> list[dict[str, Any]]:
     """The InvokeEndpoint calls the app makes, recorded as the app's own client sends them."""
-    from chalicelib.aws import client
+    from chalicelib.adapters.clients import client
 
     calls: list[dict[str, Any]] = []
 
@@ -414,7 +414,7 @@ def model_answers_error(status: int, message: str) -> Any:
     """The app's SageMaker Runtime client answers the next InvokeEndpoint with a ModelError."""
     from botocore.stub import Stubber
 
-    from chalicelib.aws import client
+    from chalicelib.adapters.clients import client
 
     stubber = Stubber(client("sagemaker-runtime"))
     stubber.add_client_error(
@@ -458,7 +458,7 @@ def runtime_refuses(message: str) -> Any:
     endpoint and for a request the endpoint cannot take alike."""
     from botocore.stub import Stubber
 
-    from chalicelib.aws import client
+    from chalicelib.adapters.clients import client
 
     stubber = Stubber(client("sagemaker-runtime"))
     stubber.add_client_error("invoke_endpoint", service_error_code="ValidationError", service_message=message)
