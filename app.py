@@ -1,6 +1,6 @@
 """sagedock's Lambdas. Read top to bottom: the HTTP API, then one handler per event, in pipeline order.
 
-Each handler parses its event into a typed model and hands it to one transition in chalicelib/pipeline.py.
+Each handler parses its event into a typed model and hands it to one transition in chalicelib/flows/.
 """
 
 from __future__ import annotations
@@ -11,10 +11,8 @@ from typing import Any
 
 from chalice.app import Chalice, CloudWatchEvent, Rate
 
-from chalicelib import pipeline
-from chalicelib.api import BINARY_CONTENT_TYPES, api
 from chalicelib.dispatch import handle
-from chalicelib.events import (
+from chalicelib.domain.event_models import (
     BuildStateChange,
     EndpointStateChange,
     ImageAction,
@@ -22,7 +20,9 @@ from chalicelib.events import (
     ObjectCreated,
     TrainingJobStateChange,
 )
-from chalicelib.retrain_api import retrain_api
+from chalicelib.flows import pipeline
+from chalicelib.http.api import BINARY_CONTENT_TYPES, api
+from chalicelib.http.retrain_routes import retrain_api
 from chalicelib.services import get_services
 
 app = Chalice(app_name="sagedock")
@@ -117,7 +117,7 @@ def endpoint_state_changed(event: CloudWatchEvent) -> dict[str, Any]:
     name="retrain_requested",
 )
 def retrain_requested(event: CloudWatchEvent) -> dict[str, Any]:
-    from chalicelib import retrain
+    from chalicelib.flows import retrain
 
     return handle(event, retrain.RetrainRequest, partial(retrain.requested, request_id=event.event_id))
 
@@ -125,7 +125,7 @@ def retrain_requested(event: CloudWatchEvent) -> dict[str, Any]:
 # 7. The sweeper: publish the run events their writer could not (PutEvents failed, the Lambda died).
 @app.schedule(Rate(5, unit=Rate.MINUTES), name="publish_pending")
 def publish_pending(event: CloudWatchEvent) -> dict[str, Any]:
-    from chalicelib.outbox import publish_pending
+    from chalicelib.flows.outbox import publish_pending
 
     svc = get_services()
     return publish_pending(svc.runs, svc.outbox)
@@ -134,6 +134,6 @@ def publish_pending(event: CloudWatchEvent) -> dict[str, Any]:
 # 8. The scan sweeper: runs waiting for their image's scan ask ECR again (its event may be lost), or time out.
 @app.schedule(Rate(5, unit=Rate.MINUTES), name="sweep_scans")
 def sweep_scans(event: CloudWatchEvent) -> dict[str, Any]:
-    from chalicelib.sweeper import sweep_scans
+    from chalicelib.flows.sweepers import sweep_scans
 
     return sweep_scans(get_services())

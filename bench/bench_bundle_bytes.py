@@ -20,7 +20,8 @@ sys.path.insert(0, str(ROOT))
 import boto3  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
-from chalicelib.bundle import BundleLimits, inspect_s3_bundle  # noqa: E402
+from chalicelib.adapters.s3_bundle import inspect_s3_bundle  # noqa: E402
+from chalicelib.domain.bundle import BundleLimits  # noqa: E402
 from tests.integration.test_bundle_s3 import observe, write_random_bundle  # noqa: E402
 
 REGION = "us-east-1"

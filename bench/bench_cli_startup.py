@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-HEAVY = ("botocore", "boto3", "rich", "pydantic", "chalicelib.names")
+HEAVY = ("botocore", "boto3", "rich", "pydantic", "chalicelib.domain.names")
 
 PROBE = """
 import sys, runpy

@@ -22,7 +22,8 @@ PRELUDE = """
 import os, time, sys
 os.environ.update(AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="x", AWS_DEFAULT_REGION="us-east-1")
 import boto3
-from chalicelib import aws, limits
+from chalicelib.adapters import clients as aws
+from chalicelib.domain import limits
 """
 SETS = "limits.instance_types()\n"
 CLIENT = 'aws.client("sagemaker")\n'

@@ -45,8 +45,8 @@ class Counting:
 
 
 def one_run(store: Any, index: int) -> None:
-    from chalicelib import statemachine as sm
-    from chalicelib.models import ImageRef, Run, SourceRef, Status
+    from chalicelib.domain import statemachine as sm
+    from chalicelib.domain.models import ImageRef, Run, SourceRef, Status
 
     run_id = f"iris-{index:012x}"
     fresh = Run(
@@ -78,9 +78,9 @@ def measure(with_outbox: bool, runs: int) -> tuple[Counter[str], list[float]]:
     import boto3
     from moto import mock_aws
 
-    from chalicelib.eventbus import EventBus
-    from chalicelib.outbox import Outbox
-    from chalicelib.runs import RunStore, table_definition
+    from chalicelib.adapters.eventbus import EventBus
+    from chalicelib.adapters.run_store import RunStore, table_definition
+    from chalicelib.flows.outbox import Outbox
 
     calls: Counter[str] = Counter()
     with mock_aws():

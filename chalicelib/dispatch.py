@@ -6,8 +6,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
 
-from chalicelib.errors import BadRequest
-from chalicelib.events import parse_detail
+from chalicelib.domain.errors import BadRequest
+from chalicelib.domain.event_models import parse_detail
 from chalicelib.observability import count, logger
 from chalicelib.services import Services, get_services
 

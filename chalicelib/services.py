@@ -6,11 +6,11 @@ from collections.abc import Callable
 from functools import cached_property, lru_cache
 from typing import Any
 
-from chalicelib.aws import client
-from chalicelib.errors import StaleEvent
-from chalicelib.models import utcnow
+from chalicelib.adapters.clients import client
+from chalicelib.adapters.run_store import RunStore
+from chalicelib.domain.errors import StaleEvent
+from chalicelib.domain.models import utcnow
 from chalicelib.observability import logger
-from chalicelib.runs import RunStore
 from chalicelib.settings import Settings, get_settings
 
 KEY_PREFIX = "sagedock"
@@ -84,6 +84,8 @@ class Services:
             "dynamodb",
             "runs",
             "s3",
+            "bundles",
+            "channels",
             "codebuild",
             "ecr",
             "sagemaker",
@@ -112,15 +114,15 @@ class Services:
 
     @cached_property
     def outbox(self) -> Any:
-        """Publishes run events after the write that records them (chalicelib/outbox.py)."""
-        from chalicelib.outbox import Outbox
+        """Publishes run events after the write that records them (chalicelib/flows/outbox.py)."""
+        from chalicelib.flows.outbox import Outbox
 
         return Outbox(lambda: self.events, lambda: self.clock())
 
     @cached_property
     def events(self) -> Any:
         """The EventBridge bus run events go to."""
-        from chalicelib.eventbus import EventBus
+        from chalicelib.adapters.eventbus import EventBus
 
         return EventBus(client("events"), self.settings.event_bus)
 
@@ -130,44 +132,58 @@ class Services:
         return client("s3")
 
     @cached_property
+    def bundles(self) -> Any:
+        """Reads uploaded bundles with ranged GETs (chalicelib/adapters/s3_bundle.py)."""
+        from chalicelib.adapters.s3_bundle import S3Bundles
+
+        return S3Bundles(self.s3)
+
+    @cached_property
+    def channels(self) -> Any:
+        """The training channels in the data bucket (chalicelib/adapters/s3_channels.py)."""
+        from chalicelib.adapters.s3_channels import S3Channels
+
+        return S3Channels(self.s3, self.settings.data_bucket)
+
+    @cached_property
     def logs(self) -> Any:
         """Reads CloudWatch Logs: the tail of a failed training job's or endpoint's log."""
-        from chalicelib.logs import CloudWatchLogs
+        from chalicelib.adapters.cloudwatch_logs import CloudWatchLogs
 
         return CloudWatchLogs(client("logs"))
 
     @cached_property
     def codebuild(self) -> Any:
         """Starts builds."""
-        from chalicelib.codebuild import CodeBuild
+        from chalicelib.adapters.codebuild import CodeBuild
 
         return CodeBuild(client("codebuild"), self.settings.codebuild_project)
 
     @cached_property
     def ecr(self) -> Any:
         """Creates repositories."""
-        from chalicelib.ecr import Ecr
+        from chalicelib.adapters.ecr import Ecr
 
         return Ecr(client("ecr"))
 
     @cached_property
     def sagemaker(self) -> Any:
         """Training jobs, models, endpoint configs, endpoints."""
-        from chalicelib.sagemaker import SageMaker
+        from chalicelib.adapters.sagemaker import SageMaker
 
         return SageMaker(client("sagemaker"))
 
     @cached_property
     def autoscaling(self) -> Any:
         """Registers endpoint variants with Application Auto Scaling."""
-        from chalicelib.autoscaling import AutoScaling
+        from chalicelib.adapters.autoscaling import AutoScaling
 
         return AutoScaling(client("application-autoscaling"))
 
     @cached_property
     def alarms(self) -> Any:
         """Reads the state of an update's rollback alarms."""
-        from chalicelib.cloudwatch import Alarms
+        from chalicelib.adapters.alarms import Alarms
 
         return Alarms(client("cloudwatch"))
 
@@ -195,3 +211,17 @@ def get_services() -> Services:
 def default_services() -> Services:
     """The process-wide services for these settings (validated here, on the first event)."""
     return Services(get_settings())
+
+
+def reset() -> None:
+    """Forget every per-process cache (settings, services, clients): a new mock or local cloud is a new world.
+
+    The one hook the local cloud and the tests call, instead of clearing caches module by module.
+    """
+    from chalicelib.adapters.clients import reset_clients
+    from chalicelib.settings import get_settings
+
+    use_services(None)
+    default_services.cache_clear()
+    get_settings.cache_clear()
+    reset_clients()

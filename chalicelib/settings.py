@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from chalicelib.errors import SettingsError
+from chalicelib.domain.errors import SettingsError
 
 PREFIX = "SAGEDOCK_"
 

@@ -13,8 +13,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from chalicelib import api, names
-from chalicelib.models import Run
+from chalicelib.domain import names
+from chalicelib.domain.models import Run
+from chalicelib.http import api
 
 DOCUMENT = Path(__file__).resolve().parents[1] / "docs" / "openapi.json"
 REF = "#/components/schemas/{model}"

@@ -10,7 +10,7 @@ The merge template handed to `chalice package --merge-template` is infra/templat
 packaging time knows or what lives elsewhere as its single source of truth:
 
 - the stage (the `Stage` parameter's only allowed value, part of every resource name);
-- the runs and idempotency tables' key schemas, from chalicelib/runs.py;
+- the runs and idempotency tables' key schemas, from chalicelib/adapters/run_store.py;
 - the build project's inline buildspec, the contents of buildspec.yml;
 - per function: its name, its own log group, its environment and its role's policy. Values in
   .chalice/config.json `environment_variables` and in .chalice/policy-*.json are CloudFormation
@@ -20,7 +20,7 @@ packaging time knows or what lives elsewhere as its single source of truth:
 - per event function: its rule as an EventBridgeRule with a retry policy and a dead-letter queue, and
   an on-failure destination for its asynchronous invocations, so a failing event is never lost;
 - per function: an alarm on its errors; and one alarm on the runs that failed, summed over the
-  pipeline stages of chalicelib/models.py (the `RunsFailed` metric of chalicelib/observability.py);
+  pipeline stages of chalicelib/domain/models.py (the `RunsFailed` metric of chalicelib/observability.py);
 - infra/registry_auth.json, every resource of it under the PrivateRegistry condition.
 """
 
@@ -45,9 +45,9 @@ if str(ROOT) not in sys.path:  # `python infra/package.py` puts infra/, not the 
 
 from chalice.utils import to_cfn_resource_name  # noqa: E402
 
-from chalicelib.models import Stage as PipelineStage  # noqa: E402
+from chalicelib.adapters.run_store import idempotency_table_definition, table_definition  # noqa: E402
+from chalicelib.domain.models import Stage as PipelineStage  # noqa: E402
 from chalicelib.observability import NAMESPACE  # noqa: E402
-from chalicelib.runs import idempotency_table_definition, table_definition  # noqa: E402
 from registry_auth.build import deployment_zip  # noqa: E402
 
 CHALICE_DIR = ROOT / ".chalice"

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chalicelib.manifest import as_string
+from chalicelib.domain.manifest import as_string
 from sagedock.image import ContractError, LocalImage, build_local_image, remove_tree
 from sagedock.optml import layout_opt_ml, pack_model
 from sagedock.programs import (

@@ -1,9 +1,9 @@
 """`sagedock check DIR|ZIP --project NAME`: every reason validate would refuse a bundle, before uploading it.
 
-It runs the pipeline's own checks (chalicelib.bundle's inspection, the manifest's SageMaker limits,
-chalicelib.preflight) on the local folder or zip, and, where an account is in reach (the running local
-cloud, or --data-bucket and the AWS environment), the channel and endpoint-ownership checks too. Every
-problem is printed; exit 0 clean, 1 problems, 2 usage.
+It runs the pipeline's own checks (chalicelib.domain.bundle's inspection, the manifest's SageMaker limits,
+chalicelib.domain.preflight_rules) on the local folder or zip, and, where an account is in reach (the
+running local cloud, or --data-bucket and the AWS environment), the channel and endpoint-ownership checks
+too. Every problem is printed; exit 0 clean, 1 problems, 2 usage.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError
 
-from chalicelib.errors import SagedockError
+from chalicelib.domain.errors import SagedockError
 from sagedock.client import Target
 from sagedock.commands.submit import PROJECT_HELP, aws_client, project_name, zip_directory
 
 if TYPE_CHECKING:
-    from chalicelib.manifest import Manifest
-    from chalicelib.preflight import Problem
+    from chalicelib.domain.manifest import Manifest
+    from chalicelib.domain.preflight_rules import Problem
 
 
 def register(subparsers: Any) -> None:
@@ -107,9 +107,10 @@ def check_bundle(
     data: bytes, project: str, *, account: tuple[Target, str] | None = None
 ) -> tuple[list[str], list[str]]:
     """(problems as `CODE key: message` lines, notes on what could not be checked) for a bundle's bytes."""
-    from chalicelib import names, preflight
-    from chalicelib.bundle import BundleLimits, inspect_bundle
-    from chalicelib.errors import BundleRejected, ManifestInvalid
+    from chalicelib.domain import names
+    from chalicelib.domain import preflight_rules as preflight
+    from chalicelib.domain.bundle import BundleLimits, inspect_bundle
+    from chalicelib.domain.errors import BundleRejected, ManifestInvalid
     from chalicelib.settings import Settings
 
     defaults = Settings.model_fields
@@ -146,14 +147,15 @@ def _account_checks(
 ) -> list[tuple[str, Callable[[], list[Problem]]]]:
     """The checks that look at the account: the channels' data, and the endpoint's owner by its tag (the
     runs table is the API's, so from here the `sagedock:project` tag alone names the owner)."""
-    from chalicelib import preflight
-    from chalicelib.sagemaker import SageMaker
+    from chalicelib.adapters.s3_channels import resolve_channels
+    from chalicelib.adapters.sagemaker import SageMaker
+    from chalicelib.domain import preflight_rules as preflight
 
     target, bucket = account
 
     def channels() -> list[Problem]:
         s3 = aws_client(target, "s3")
-        return preflight.resolve_channels(s3, manifest, project=project, data_bucket=bucket)[1]
+        return resolve_channels(s3, manifest, project=project, data_bucket=bucket)[1]
 
     def endpoint() -> list[Problem]:
         sagemaker = SageMaker(aws_client(target, "sagemaker"))

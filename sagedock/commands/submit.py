@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from chalicelib.names import PROJECT_RULE, is_valid_project, run_id_for
+from chalicelib.domain.names import PROJECT_RULE, is_valid_project, run_id_for
 from sagedock.client import (
     ApiClient,
     ApiError,

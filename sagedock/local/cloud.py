@@ -247,7 +247,7 @@ def load_app(project_dir: Path) -> Any:
 def warm_clients() -> None:
     """Create the app's cached AWS clients on this thread: boto3 sessions are not safe to share while clients
     are being created, and handlers run on several threads."""
-    aws = sys.modules.get("chalicelib.aws")
+    aws = sys.modules.get("chalicelib.adapters.clients")
     factory = getattr(aws, "client", None)
     for service in (
         "s3",
@@ -269,9 +269,6 @@ def warm_clients() -> None:
 
 def _reset_cached_settings() -> None:
     """The app caches its settings and clients once per process; a new local cloud has new ones."""
-    for name in ("chalicelib.settings", "chalicelib.services", "chalicelib.aws"):
-        module = sys.modules.get(name)
-        for attr in dir(module) if module else ():
-            cached = getattr(module, attr)
-            if callable(getattr(cached, "cache_clear", None)):
-                cached.cache_clear()
+    services = sys.modules.get("chalicelib.services")
+    if services is not None:  # not imported yet: nothing is cached
+        services.reset()

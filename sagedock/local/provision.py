@@ -1,8 +1,8 @@
 """The one place that creates what the pipeline needs in the emulator; the local cloud and the tests reuse it.
 
 Buckets (the source bucket versioned, with EventBridge notifications on), the runs and idempotency tables
-(their schemas come from chalicelib.runs, the same definitions infra/ deploys), the CodeBuild project, the
-IAM roles, and the sample data the demo trains on.
+(their schemas come from chalicelib.adapters.run_store, the same definitions infra/ deploys), the
+CodeBuild project, the IAM roles, and the sample data the demo trains on.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def provision(
     session: Any, endpoint_url: str, resources: Resources, *, sample_data: Path | None = None
 ) -> None:
     """Create every resource (idempotent only against a fresh emulator) and upload the sample data."""
-    from chalicelib.runs import idempotency_table_definition, table_definition
+    from chalicelib.adapters.run_store import idempotency_table_definition, table_definition
 
     def client(service: str) -> Any:
         return session.client(service, endpoint_url=endpoint_url, region_name=resources.region)

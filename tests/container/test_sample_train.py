@@ -119,7 +119,7 @@ def test_the_shipped_manifest_is_valid_and_its_hyperparameters_train(
     sample_image: LocalImage, tmp_path: Path
 ) -> None:
     # Given the sample's sagedock.toml, validated as the pipeline validates it
-    from chalicelib.manifest import as_string, parse_manifest
+    from chalicelib.domain.manifest import as_string, parse_manifest
     from sagedock.contract import manifest_hyperparameters
 
     manifest = parse_manifest((IRIS.parents[1] / "sagedock.toml").read_text(), project="iris")

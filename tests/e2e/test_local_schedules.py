@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from localcloud import LocalCloudProcess, start_local_cloud, stop_local_cloud, wait_until
 
-from chalicelib.models import PendingEvent, Run, SourceRef, Status
-from chalicelib.outbox import detail
-from chalicelib.runs import RunStore
+from chalicelib.adapters.run_store import RunStore
+from chalicelib.domain.models import PendingEvent, Run, SourceRef, Status
+from chalicelib.flows.outbox import detail
 from sagedock.local.provision import Resources
 from sagedock.local.scheduler import SCALE_ENV
 

@@ -19,10 +19,8 @@ from chalice.test import Client
 from moto import mock_aws
 
 import app as app_module
-from chalicelib import runs as runs_module
 from chalicelib import services as services_module
-from chalicelib.aws import reset_clients
-from chalicelib.settings import get_settings
+from chalicelib.adapters import run_store as runs_module
 from tests.settings_env import PRIVATE, REQUIRED
 
 REGION = "us-east-1"
@@ -158,7 +156,7 @@ def _provision(settings: dict[str, str]) -> None:
     s3.put_bucket_versioning(
         Bucket=settings["SAGEDOCK_SOURCE_BUCKET"], VersioningConfiguration={"Status": "Enabled"}
     )
-    # The data MANIFEST's channels read: a channel without data fails at validate (chalicelib/preflight.py).
+    # The data MANIFEST's channels read: a channel without data fails at validate (flows/preflight.py).
     s3.create_bucket(Bucket=OTHER_DATA_BUCKET)
     for bucket, key in channel_data(settings):
         s3.put_object(Bucket=bucket, Key=key, Body=b"5.1,3.5,1.4,0.2,setosa\n")
@@ -183,10 +181,7 @@ def _provision(settings: dict[str, str]) -> None:
 
 
 def _reset_caches() -> None:
-    services_module.use_services(None)
-    reset_clients()
-    services_module.default_services.cache_clear()
-    get_settings.cache_clear()
+    services_module.reset()
 
 
 def open_cloud(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, settings: dict[str, str]) -> Iterator[Cloud]:
@@ -199,8 +194,8 @@ def open_cloud(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, settings: dict[s
         sagemaker = Recorder(boto3.client("sagemaker", region_name=REGION))
         codebuild = Recorder(boto3.client("codebuild", region_name=REGION))
         real = services_module.get_services()
-        from chalicelib.codebuild import CodeBuild
-        from chalicelib.sagemaker import SageMaker
+        from chalicelib.adapters.codebuild import CodeBuild
+        from chalicelib.adapters.sagemaker import SageMaker
 
         wired = services_module.Services(
             real.settings,

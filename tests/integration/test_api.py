@@ -14,8 +14,8 @@ import pytest
 from api_client import ACCOUNT, assert_bad_request, get, post_json
 from moto_cloud import REGION, Cloud, make_bundle
 
-from chalicelib import names
 from chalicelib import services as services_module
+from chalicelib.domain import names
 
 
 def walk(cloud: Cloud, query: str, limit: int) -> tuple[list[dict[str, Any]], int]:
@@ -309,7 +309,7 @@ def test_upload_body_that_is_not_a_json_object_is_a_400(cloud: Cloud) -> None:
 @pytest.fixture
 def runtime(cloud: Cloud) -> list[dict[str, Any]]:
     """The InvokeEndpoint calls the app makes, recorded as the app's own client sends them."""
-    from chalicelib.aws import client
+    from chalicelib.adapters.clients import client
 
     calls: list[dict[str, Any]] = []
 
@@ -414,7 +414,7 @@ def runtime_answers(code: str, message: str, http_status: int = 400, **fields: A
     """The app's SageMaker Runtime client answers the next InvokeEndpoint with the error `code`."""
     from botocore.stub import Stubber
 
-    from chalicelib.aws import client
+    from chalicelib.adapters.clients import client
 
     stubber = Stubber(client("sagemaker-runtime"))
     stubber.add_client_error(

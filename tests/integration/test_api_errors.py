@@ -41,7 +41,7 @@ def test_a_throttled_read_is_a_503_to_retry(cloud: Cloud, monkeypatch: pytest.Mo
 
 
 def test_a_refused_log_read_is_a_502_naming_the_stream(cloud: Cloud, monkeypatch: pytest.MonkeyPatch) -> None:
-    from chalicelib.aws import client
+    from chalicelib.adapters.clients import client
 
     run_id = upload(cloud, "bundles/iris/v1.zip")
     monkeypatch.setattr(client("logs"), "get_log_events", refusing("AccessDeniedException", 400))

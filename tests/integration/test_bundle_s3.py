@@ -13,8 +13,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from chalicelib.bundle import BundleLimits, inspect_s3_bundle
-from chalicelib.errors import BundleRejected, Conflict, NotFound
+from chalicelib.adapters.s3_bundle import inspect_s3_bundle
+from chalicelib.domain.bundle import BundleLimits
+from chalicelib.domain.errors import BundleRejected, Conflict, NotFound
 
 REGION = "eu-west-1"
 BUCKET = "sagedock-source"

@@ -18,7 +18,7 @@ from typing import Any
 import packaged
 import pytest
 
-from chalicelib.models import Stage
+from chalicelib.domain.models import Stage
 from chalicelib.observability import NAMESPACE
 from chalicelib.settings import Settings
 from infra import package

@@ -8,7 +8,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from chalicelib.ecr import KEEP_IMAGES, LIFECYCLE_POLICY, Ecr
+from chalicelib.adapters.ecr import KEEP_IMAGES, LIFECYCLE_POLICY, Ecr
 
 
 @pytest.mark.parametrize("existed", [False, True], ids=["created", "found"])

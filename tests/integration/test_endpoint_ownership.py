@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from moto_cloud import REGION, Cloud, make_bundle
 
-from chalicelib.errors import Conflict
+from chalicelib.domain.errors import Conflict
 from chalicelib.services import get_services
 from sagedock.eventshapes import ecr_image_action, endpoint_state, training_state
 

@@ -9,8 +9,8 @@ import pytest
 from chalice.local import LambdaContext
 from moto import mock_aws
 
-from chalicelib import runs
-from chalicelib.errors import StaleEvent
+from chalicelib.adapters import run_store as runs
+from chalicelib.domain.errors import StaleEvent
 from chalicelib.services import Once
 
 TABLE = "sagedock-idempotency-test"

@@ -16,7 +16,7 @@ from typing import Any
 import packaged
 import pytest
 
-from chalicelib.runs import idempotency_table_definition, table_definition
+from chalicelib.adapters.run_store import idempotency_table_definition, table_definition
 from chalicelib.settings import load_settings
 from infra import package
 from registry_auth.build import deployment_zip

@@ -14,7 +14,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto_cloud import REGION, Cloud, make_bundle
 
-from chalicelib.errors import TransientError
+from chalicelib.domain.errors import TransientError
 from sagedock.eventshapes import build_state, ecr_image_action, endpoint_state, training_state
 
 DIGEST = "sha256:" + "ab" * 32

@@ -14,8 +14,8 @@ from moto_cloud import REGION, Cloud, make_bundle
 from test_pipeline import DIGEST, KEY, built, deliver_concurrently, deploying, received, refusing, trained
 
 from chalicelib import services as services_module
-from chalicelib.errors import TransientError
-from chalicelib.outbox import CLAIM_SECONDS
+from chalicelib.domain.errors import TransientError
+from chalicelib.flows.outbox import CLAIM_SECONDS
 from sagedock.eventqueue import receive, subscribe
 from sagedock.eventshapes import build_state, ecr_image_action, endpoint_state, envelope, training_state
 

@@ -1,7 +1,7 @@
 """Transient AWS faults on every call of the pipeline: retried by the clients' own retry configuration, or,
 past it, by Lambda redelivering the event; the run still ends right, with nothing done twice.
 
-Faults are injected under the real clients (chalicelib.aws, with their configured retries) by a
+Faults are injected under the real clients (chalicelib.adapters.clients, with their configured retries) by a
 `before-send` hook that answers a request as AWS does when it throttles or fails: ThrottlingException,
 ProvisionedThroughputExceededException, SlowDown (S3) and 5xx. Everything else reaches moto.
 """
@@ -24,10 +24,10 @@ from moto.core.botocore_stubber import BotocoreStubber
 from moto_cloud import SETTINGS, Atomic, Cloud, make_bundle, open_cloud
 from test_pipeline import DIGEST, _moto_sagemaker
 
-from chalicelib import aws
 from chalicelib import services as services_module
-from chalicelib.codebuild import CodeBuild
-from chalicelib.sagemaker import SageMaker
+from chalicelib.adapters import clients as aws
+from chalicelib.adapters.codebuild import CodeBuild
+from chalicelib.adapters.sagemaker import SageMaker
 from sagedock.eventshapes import build_state, ecr_image_action, ecr_image_scan, endpoint_state, training_state
 from tests.alarms import put_rollback_alarm
 

@@ -24,8 +24,9 @@ from bundles import (
     symlink,
 )
 
-from chalicelib.bundle import BundleLimits, BundleReport, S3RangeReader, inspect_bundle, inspect_s3_bundle
-from chalicelib.errors import (
+from chalicelib.adapters.s3_bundle import S3RangeReader, inspect_s3_bundle
+from chalicelib.domain.bundle import BundleLimits, BundleReport, inspect_bundle
+from chalicelib.domain.errors import (
     BundleRejected,
     Conflict,
     ManifestInvalid,

@@ -10,11 +10,11 @@ from typing import Any
 import jsonschema
 import pytest
 
-from chalicelib import outbox
-from chalicelib.models import ImageRef, Run, RunError, SourceRef, Stage, StageEntry, Status
-from chalicelib.retrain import DETAIL_TYPE as RETRAIN_DETAIL_TYPE
-from chalicelib.retrain import SOURCE as RETRAIN_SOURCE
-from chalicelib.retrain import RetrainRequest
+from chalicelib.domain.models import ImageRef, Run, RunError, SourceRef, Stage, StageEntry, Status
+from chalicelib.flows import outbox
+from chalicelib.flows.retrain import DETAIL_TYPE as RETRAIN_DETAIL_TYPE
+from chalicelib.flows.retrain import SOURCE as RETRAIN_SOURCE
+from chalicelib.flows.retrain import RetrainRequest
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = (ROOT / "docs" / "events.md").read_text()

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from chalicelib.errors import BadRequest
-from chalicelib.events import (
+from chalicelib.domain.errors import BadRequest
+from chalicelib.domain.event_models import (
     BuildStateChange,
     EndpointStateChange,
     ImageAction,

@@ -139,7 +139,7 @@ CALL_SITES[ONCE] = [
     (f"dynamodb:{op}", "idempotency") for op in ("GetItem", "PutItem", "UpdateItem", "DeleteItem")
 ]
 
-# Which call sites each handler reaches (pipeline.py transitions -> adapters; api.py routes).
+# Which call sites each handler reaches (chalicelib/flows/ -> adapters; chalicelib/http/ routes).
 # find/get/create/save/update, endpoint owners; every write of a transition publishes its event (outbox)
 RUNS = {"RunStore.get_item", "RunStore.put_item", "EventBus.put_events"}
 BUILD = {  # _start_build
@@ -313,7 +313,7 @@ def client_call_sites() -> set[str]:
                 sites.add(f"{scope or '<module>'}.{child.attr}")
             visit(child, inner)
 
-    for path in sorted(CHALICELIB.glob("*.py")):
+    for path in sorted(CHALICELIB.rglob("*.py")):
         visit(ast.parse(path.read_text(), filename=str(path)), "")
     return sites
 

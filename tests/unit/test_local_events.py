@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-from chalicelib.events import (
+from chalicelib.domain.event_models import (
     BuildStateChange,
     EndpointStateChange,
     ImageAction,

@@ -8,8 +8,8 @@ import sys
 import pytest
 from pydantic import ValidationError
 
-from chalicelib.errors import ManifestInvalid
-from chalicelib.manifest import Manifest, parse_manifest
+from chalicelib.domain.errors import ManifestInvalid
+from chalicelib.domain.manifest import Manifest, parse_manifest
 
 DESIGN_EXAMPLE = """
 [build]
@@ -175,7 +175,8 @@ def test_the_project_must_be_a_project_name() -> None:
 def test_importing_the_manifest_stays_light() -> None:
     # Given a fresh interpreter: when the manifest module is imported
     probe = (
-        "import sys, chalicelib.manifest; print(sorted(m for m in ('boto3', 'botocore') if m in sys.modules))"
+        "import sys, chalicelib.domain.manifest; "
+        "print(sorted(m for m in ('boto3', 'botocore') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
 

@@ -9,8 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from chalicelib.manifest import Manifest, ServerlessConfig, parse_manifest
-from chalicelib.rollout import AutoscalingConfig, UpdateConfig
+from chalicelib.domain.manifest import Manifest, ServerlessConfig, parse_manifest
+from chalicelib.domain.rollout import AutoscalingConfig, UpdateConfig
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "manifest.md"
 ROW = re.compile(r"^\| `(?P<key>[a-z_.]+)` \| (?P<default>[^|]*) \|", re.M)
@@ -89,6 +89,14 @@ def test_every_error_code_the_doc_names_is_one_the_code_raises() -> None:
     codes = set(re.findall(r"`([A-Z][A-Za-z]+)`", violations))
     codes |= set(re.findall(r"^\| `([A-Z][A-Za-z]+)` \|", text, re.M))  # the table of errors at validate
     chalicelib = DOC.parents[1] / "chalicelib"
-    sources = "".join((chalicelib / name).read_text() for name in ("preflight.py", "errors.py", "bundle.py"))
+    sources = "".join(
+        (chalicelib / name).read_text()
+        for name in (
+            "domain/preflight_rules.py",
+            "adapters/s3_channels.py",
+            "domain/errors.py",
+            "domain/bundle.py",
+        )
+    )
     assert {"InvalidManifest", "EmptyChannel", "EndpointOwned", "NameTooLong", "NoDockerfile"} <= codes
     assert [code for code in sorted(codes) if f'"{code}"' not in sources] == []

@@ -9,7 +9,7 @@ from functools import cache
 import botocore.session
 import pytest
 
-from chalicelib import names
+from chalicelib.domain import names
 
 BUCKET = "sagedock-source"
 KEY = "bundles/iris/v1.zip"

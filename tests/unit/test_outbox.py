@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib import statemachine as sm
-from chalicelib.models import ImageRef, Run, SourceRef, Stage, Status
-from chalicelib.outbox import CLAIM_SECONDS, Outbox
+from chalicelib.domain import statemachine as sm
+from chalicelib.domain.models import ImageRef, Run, SourceRef, Stage, Status
+from chalicelib.flows.outbox import CLAIM_SECONDS, Outbox
 
 NOW = "2026-11-21T12:00:00.000Z"
 

@@ -7,10 +7,12 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from chalicelib import limits, preflight
-from chalicelib.errors import ManifestInvalid, TransientError, UpstreamError
-from chalicelib.manifest import Manifest, parse_manifest
-from chalicelib.preflight import PreflightFailed, Problem
+from chalicelib.adapters import s3_channels
+from chalicelib.domain import limits
+from chalicelib.domain import preflight_rules as preflight
+from chalicelib.domain.errors import ManifestInvalid, TransientError, UpstreamError
+from chalicelib.domain.manifest import Manifest, parse_manifest
+from chalicelib.domain.preflight_rules import PreflightFailed, Problem
 
 DATA = "sagedock-data"
 
@@ -165,7 +167,7 @@ class FakeS3:
 
 def test_a_channel_with_data_passes_with_one_request_of_one_key() -> None:
     s3 = FakeS3({DATA: ["iris/train/a.csv", "iris/train/b.csv"]})
-    assert preflight.channel_problems(s3, {"train": f"s3://{DATA}/iris/train/"}, data_bucket=DATA) == []
+    assert s3_channels.channel_problems(s3, {"train": f"s3://{DATA}/iris/train/"}, data_bucket=DATA) == []
     assert s3.calls == [{"Bucket": DATA, "Prefix": "iris/train/", "MaxKeys": 1}]
 
 
@@ -176,7 +178,7 @@ def test_every_empty_channel_is_named_with_its_uri_and_the_ways_to_fix_it() -> N
         "validation": f"s3://{DATA}/iris/validation/",
         "extra": "s3://gone/extra/",
     }
-    problems = preflight.channel_problems(s3, channels, data_bucket=DATA)
+    problems = s3_channels.channel_problems(s3, channels, data_bucket=DATA)
     assert [(p.code, p.field) for p in problems] == [
         ("EmptyChannel", "train.channels.extra"),
         ("EmptyChannel", "train.channels.validation"),
@@ -190,20 +192,20 @@ def test_every_empty_channel_is_named_with_its_uri_and_the_ways_to_fix_it() -> N
 
 def test_a_channel_in_a_bucket_sagedock_may_not_list_is_left_to_sagemaker() -> None:
     s3 = FakeS3({}, errors={"partner-data": "AccessDenied"})
-    assert preflight.channel_problems(s3, {"x": "s3://partner-data/x/"}, data_bucket=DATA) == []
+    assert s3_channels.channel_problems(s3, {"x": "s3://partner-data/x/"}, data_bucket=DATA) == []
 
 
 def test_a_data_bucket_sagedock_may_not_list_is_a_deployment_error() -> None:
     s3 = FakeS3({}, errors={DATA: "AccessDenied"})
     with pytest.raises(UpstreamError) as caught:
-        preflight.channel_problems(s3, {"train": f"s3://{DATA}/t/"}, data_bucket=DATA)
+        s3_channels.channel_problems(s3, {"train": f"s3://{DATA}/t/"}, data_bucket=DATA)
     assert caught.value.code == "AccessDenied"
 
 
 def test_throttling_is_transient() -> None:
     s3 = FakeS3({}, errors={DATA: "SlowDown"})
     with pytest.raises(TransientError):
-        preflight.channel_problems(s3, {"train": f"s3://{DATA}/t/"}, data_bucket=DATA)
+        s3_channels.channel_problems(s3, {"train": f"s3://{DATA}/t/"}, data_bucket=DATA)
 
 
 def test_the_channels_of_a_training_request_are_the_ones_checked_before_it_is_sent() -> None:

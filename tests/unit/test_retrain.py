@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from chalicelib.errors import BadRequest
-from chalicelib.manifest import parse_manifest
-from chalicelib.models import Run, SourceRef, Status
-from chalicelib.retrain import RetrainRequest, validated_manifest
+from chalicelib.domain.errors import BadRequest
+from chalicelib.domain.manifest import parse_manifest
+from chalicelib.domain.models import Run, SourceRef, Status
+from chalicelib.flows.retrain import RetrainRequest, validated_manifest
 
 MANIFEST = b"""
 [train]

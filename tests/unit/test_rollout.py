@@ -13,10 +13,12 @@ import botocore.session
 import pytest
 from botocore.validate import ParamValidator
 
-from chalicelib import aws, rollout, scangate
-from chalicelib.errors import ManifestInvalid, SettingsError
-from chalicelib.manifest import parse_manifest
-from chalicelib.models import ImageRef, Run, ScanResult, SourceRef, Status
+from chalicelib.adapters import clients as aws
+from chalicelib.domain import rollout
+from chalicelib.domain import scan_rules as scangate
+from chalicelib.domain.errors import ManifestInvalid, SettingsError
+from chalicelib.domain.manifest import parse_manifest
+from chalicelib.domain.models import ImageRef, Run, ScanResult, SourceRef, Status
 from chalicelib.settings import load_settings
 from tests.settings_env import PRIVATE, REQUIRED
 
@@ -297,7 +299,7 @@ def test_a_scan_that_cannot_complete_stops_the_image_and_one_in_progress_is_wait
 def _services_with_clients() -> set[str]:
     """Every service chalicelib makes a client of (`client("...")` with a literal name)."""
     found: set[str] = set()
-    for path in CHALICELIB.glob("*.py"):
+    for path in CHALICELIB.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if (
                 isinstance(node, ast.Call)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from chalicelib.manifest import BuildConfig
-from chalicelib.rollout import AutoscalingConfig, UpdateConfig
+from chalicelib.domain.manifest import BuildConfig
+from chalicelib.domain.rollout import AutoscalingConfig, UpdateConfig
 from chalicelib.settings import Settings
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "deploy.md"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib.errors import SettingsError
+from chalicelib.domain.errors import SettingsError
 from chalicelib.settings import load_settings
 from tests.settings_env import AUTH_ARN, PRIVATE, REQUIRED, ROLE_ARN
 

@@ -10,9 +10,9 @@ import botocore.session
 import pytest
 from botocore.validate import validate_parameters
 
-from chalicelib import specs
-from chalicelib.manifest import parse_manifest
-from chalicelib.models import ImageRef, Run, SourceRef, Status
+from chalicelib.domain import specs
+from chalicelib.domain.manifest import parse_manifest
+from chalicelib.domain.models import ImageRef, Run, SourceRef, Status
 from chalicelib.settings import Settings, load_settings
 from tests.settings_env import AUTH_ARN, PRIVATE, REQUIRED, ROLE_ARN
 

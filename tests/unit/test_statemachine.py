@@ -7,9 +7,9 @@ from collections.abc import Callable
 import pytest
 from pydantic import ValidationError
 
-from chalicelib import statemachine as sm
-from chalicelib.errors import Conflict, StaleEvent
-from chalicelib.models import ImageRef, Run, RunError, SourceRef, Stage, Status
+from chalicelib.domain import statemachine as sm
+from chalicelib.domain.errors import Conflict, StaleEvent
+from chalicelib.domain.models import ImageRef, Run, RunError, SourceRef, Stage, Status
 
 RUN_ID = "iris-0123456789ab"
 REPO = "123456789012.dkr.ecr.us-east-1.amazonaws.com/sagedock/iris"

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from chalicelib import statemachine as sm
-from chalicelib.errors import StaleEvent
-from chalicelib.events import TrainingJobStateChange, parse_detail
-from chalicelib.models import Run, Stage, Status
-from chalicelib.outbox import is_transition
-from chalicelib.training_progress import describe, record
+from chalicelib.domain import statemachine as sm
+from chalicelib.domain.errors import StaleEvent
+from chalicelib.domain.event_models import TrainingJobStateChange, parse_detail
+from chalicelib.domain.models import Run, Stage, Status
+from chalicelib.flows.outbox import is_transition
+from chalicelib.flows.training_progress import describe, record
 from sagedock.eventshapes import SAMPLE_START, epoch_millis, training_progress, training_state
 from sagedock.eventshapes import TRAINING_STEPS as STEPS
 from tests.unit.test_statemachine import DIGEST, REPO, RUN_ID, T0, training
