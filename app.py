@@ -20,7 +20,6 @@ from chalicelib.domain.event_models import (
     ObjectCreated,
     TrainingJobStateChange,
 )
-from chalicelib.flows import pipeline
 from chalicelib.http.api import BINARY_CONTENT_TYPES, api
 from chalicelib.http.retrain_routes import retrain_api
 from chalicelib.services import get_services
@@ -47,7 +46,9 @@ if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
     name="bundle_uploaded",
 )
 def bundle_uploaded(event: CloudWatchEvent) -> dict[str, Any]:
-    return handle(event, ObjectCreated, pipeline.bundle_uploaded)
+    from chalicelib.flows import upload
+
+    return handle(event, ObjectCreated, upload.bundle_uploaded)
 
 
 # 2. The build ended: fail the run, or (with the exported IMAGE_DIGEST) start training.
@@ -60,7 +61,9 @@ def bundle_uploaded(event: CloudWatchEvent) -> dict[str, Any]:
     name="build_state_changed",
 )
 def build_state_changed(event: CloudWatchEvent) -> dict[str, Any]:
-    return handle(event, BuildStateChange, pipeline.build_state_changed)
+    from chalicelib.flows import build
+
+    return handle(event, BuildStateChange, build.build_state_changed)
 
 
 # 3. The image was pushed to ECR: start training on it, by digest.
@@ -73,7 +76,9 @@ def build_state_changed(event: CloudWatchEvent) -> dict[str, Any]:
     name="image_pushed",
 )
 def image_pushed(event: CloudWatchEvent) -> dict[str, Any]:
-    return handle(event, ImageAction, pipeline.image_pushed)
+    from chalicelib.flows import image
+
+    return handle(event, ImageAction, image.image_pushed)
 
 
 # 3b. ECR scanned the pushed image: with `[build] scan = true` its findings fail the run or start training.
@@ -82,7 +87,9 @@ def image_pushed(event: CloudWatchEvent) -> dict[str, Any]:
     name="image_scanned",
 )
 def image_scanned(event: CloudWatchEvent) -> dict[str, Any]:
-    return handle(event, ImageScan, pipeline.image_scanned)
+    from chalicelib.flows import image
+
+    return handle(event, ImageScan, image.image_scanned)
 
 
 # 4. Training moved on: record its secondary status, fail the run, or create the model, config and endpoint.
@@ -95,7 +102,9 @@ def image_scanned(event: CloudWatchEvent) -> dict[str, Any]:
     name="training_state_changed",
 )
 def training_state_changed(event: CloudWatchEvent) -> dict[str, Any]:
-    return handle(event, TrainingJobStateChange, pipeline.training_state_changed)
+    from chalicelib.flows import train
+
+    return handle(event, TrainingJobStateChange, train.training_state_changed)
 
 
 # 5. The endpoint is in service (the run SUCCEEDED) or failed.
@@ -108,7 +117,9 @@ def training_state_changed(event: CloudWatchEvent) -> dict[str, Any]:
     name="endpoint_state_changed",
 )
 def endpoint_state_changed(event: CloudWatchEvent) -> dict[str, Any]:
-    return handle(event, EndpointStateChange, pipeline.endpoint_state_changed)
+    from chalicelib.flows import deploy
+
+    return handle(event, EndpointStateChange, deploy.endpoint_state_changed)
 
 
 # 6. Someone's automation asks for a retrain: a new run on the latest successful image, straight to training.
@@ -125,7 +136,7 @@ def retrain_requested(event: CloudWatchEvent) -> dict[str, Any]:
 # 7. The sweeper: publish the run events their writer could not (PutEvents failed, the Lambda died).
 @app.schedule(Rate(5, unit=Rate.MINUTES), name="publish_pending")
 def publish_pending(event: CloudWatchEvent) -> dict[str, Any]:
-    from chalicelib.flows.outbox import publish_pending
+    from chalicelib.flows.sweepers import publish_pending
 
     svc = get_services()
     return publish_pending(svc.runs, svc.outbox)

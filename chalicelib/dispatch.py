@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from chalicelib.domain.errors import BadRequest
 from chalicelib.domain.event_models import parse_detail
+from chalicelib.flows.outcomes import Outcome
 from chalicelib.observability import count, logger
 from chalicelib.services import Services, get_services
 
@@ -34,9 +35,7 @@ def _logging_for(event: LambdaEvent) -> Iterator[None]:
         logger.set_correlation_id(None)
 
 
-def handle(
-    event: LambdaEvent, model: Any, transition: Callable[[Any, Services], dict[str, Any]]
-) -> dict[str, Any]:
+def handle(event: LambdaEvent, model: Any, transition: Callable[[Any, Services], Outcome]) -> dict[str, Any]:
     """Parse `event.detail` into `model` and apply `transition`; a malformed event is logged and dropped.
 
     A malformed event cannot name its run, so there is nothing to record it on; retrying it would fail the
@@ -51,6 +50,6 @@ def handle(
             return {"action": "rejected", "code": exc.code, "reason": exc.message}
         svc = get_services()
         svc.context = getattr(event, "context", None)
-        outcome = transition(detail, svc)
+        outcome = transition(detail, svc).as_dict()
         logger.info("event handled", extra={"outcome": outcome})
         return outcome

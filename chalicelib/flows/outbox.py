@@ -5,7 +5,8 @@ run's `outbox`, claimed by the writer, in the very conditional write that record
 event exists exactly when the transition does, however often the triggering event was delivered. The
 writer then puts it on the bus and removes it from the outbox. A publish that fails (or a writer that dies)
 leaves the entry in the outbox; once its claim expires, the next write to the run, a later event of the
-run, or the sweeper (`publish_pending`) claims it with a conditional write and publishes it. See
+run, or the sweeper (`publish_pending`, flows/sweepers.py) claims it with a conditional write and
+publishes it. See
 docs/events.md for the one window left for a duplicate.
 """
 
@@ -175,15 +176,3 @@ class Outbox:
             except SagedockError:
                 break
         logger.warning("published run events stay in the outbox", extra={"run_id": run.run_id})
-
-
-def publish_pending(store: RunStore, outbox: Outbox, limit: int = 100) -> dict[str, int]:
-    """The sweeper: publish the events whose writer could not (their claim expired); counts for the log."""
-    runs = store.with_pending_events(limit)
-    published = 0
-    for run_id in runs:
-        try:
-            published += outbox.recover(store, store.get(run_id))
-        except NotFound:
-            continue
-    return {"runs": len(runs), "published": published}

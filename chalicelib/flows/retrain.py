@@ -16,6 +16,7 @@ from chalicelib.domain import names
 from chalicelib.domain.errors import BadRequest, Conflict, ManifestInvalid, NotFound
 from chalicelib.domain.manifest import parse_manifest, validate_manifest
 from chalicelib.domain.models import Run, RunError, SourceRef, Stage, StageEntry, Status
+from chalicelib.flows.outcomes import Advanced, Failed, Ignored, Outcome
 from chalicelib.observability import count, logger
 from chalicelib.services import Services
 
@@ -138,19 +139,19 @@ def start(svc: Services, request: RetrainRequest, request_id: str) -> Run:
 
 
 def _launch(svc: Services, run: Run) -> Run:
-    from chalicelib.flows.pipeline import _launch_training
+    from chalicelib.flows.train import launch_training
 
     stored, created = svc.runs.create(run)
     logger.set_correlation_id(stored.run_id)
     if created:
         count("RunsStarted")
     if stored.status == Status.TRAINING:  # new, or a redelivery whose first delivery stopped before the job
-        outcome = _launch_training(svc, stored)
-        logger.info("retrain", extra={"outcome": outcome})
+        outcome = launch_training(svc, stored)
+        logger.info("retrain", extra={"outcome": outcome.as_dict()})
     return svc.runs.get(stored.run_id)
 
 
-def requested(request: RetrainRequest, svc: Services, request_id: str) -> dict[str, Any]:
+def requested(request: RetrainRequest, svc: Services, request_id: str) -> Outcome:
     """A `Retrain Request` event: start the run, or record the invalid request as a FAILED run."""
     run_id = names.retrain_run_id(request.project, request_id)
     logger.set_correlation_id(run_id)
@@ -163,5 +164,7 @@ def requested(request: RetrainRequest, svc: Services, request_id: str) -> dict[s
         )
         if created:
             count("RunsFailed", stage=Stage.VALIDATE.value)
-        return {"action": "failed" if created else "ignored", "run_id": stored.run_id, "code": exc.code}
-    return {"action": "retrain started", "run_id": run.run_id, "status": run.status.value}
+        if created:
+            return Failed(stored.run_id, exc.code)
+        return Ignored(exc.message, {"run_id": stored.run_id, "code": exc.code})
+    return Advanced("retrain started", run.run_id, run.status)

@@ -1,13 +1,24 @@
-"""The scan sweeper: a run waiting for its image's scan advances even when ECR's scan event is lost."""
+"""The sweepers: what a lost event or a dead writer left undone, redone on a schedule.
+
+`sweep_scans`: a run waiting for its image's scan advances even when ECR's scan event is lost.
+`publish_pending`: the run events their writer could not publish (PutEvents failed, the Lambda died).
+"""
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
+from typing import TYPE_CHECKING
 
-from chalicelib.domain.errors import TransientError
-from chalicelib.flows import pipeline
+from chalicelib.domain.errors import NotFound, StaleEvent, TransientError
+from chalicelib.domain.models import Run, Status
+from chalicelib.flows.outcomes import Outcome, TrainingStarted, ignored
+from chalicelib.flows.train import start_training
 from chalicelib.observability import count, logger
-from chalicelib.services import Services
+
+if TYPE_CHECKING:
+    from chalicelib.ports import OutboxPort, RunsPort
+    from chalicelib.services import Services
 
 
 def sweep_scans(svc: Services, limit: int = 100) -> dict[str, int]:
@@ -21,7 +32,7 @@ def sweep_scans(svc: Services, limit: int = 100) -> dict[str, int]:
     actions: Counter[str] = Counter()
     for run_id in waiting:
         try:
-            outcome = pipeline.scan_awaited(run_id, svc)
+            outcome = scan_awaited(run_id, svc)
         except TransientError as exc:
             logger.warning(
                 "scan not checked; next round", extra={"run_id": run_id, "error_message": exc.message}
@@ -29,5 +40,47 @@ def sweep_scans(svc: Services, limit: int = 100) -> dict[str, int]:
             count("ScanChecksDeferred")
             actions["deferred"] += 1
             continue
-        actions[str(outcome["action"])] += 1
+        actions[outcome.action] += 1
     return {"runs": len(waiting), **actions}
+
+
+def scan_awaited(run_id: str, svc: Services) -> Outcome:
+    """The scan sweeper's turn for a run marked as waiting for its image's scan (its ECR event may be lost).
+
+    BUILDING: ask ECR as the push and build events did; a settled scan decides as its event would, a wait
+    past the bound ends the run FAILED with ImageScanTimeout. TRAINING (the mark outlives the transition
+    until the job surely exists): make sure the training job was created, at most once, then drop the mark.
+    """
+    run = svc.runs.find(run_id)
+    if run is None or run.scan is None or not run.scan.waiting_since:
+        return ignored("the run no longer waits for a scan", run_id=run_id)
+    logger.set_correlation_id(run.run_id)
+    if run.status == Status.BUILDING:
+        outcome = start_training(svc, run, run.scan.digest)
+    elif run.status == Status.TRAINING and run.image is not None and run.image.digest:
+        outcome = start_training(svc, run, run.image.digest)
+    else:
+        return ignored(f"run is {run.status}", run_id=run_id)
+    # The training job exists: the sweeper need not look at this run again.
+    if isinstance(outcome, TrainingStarted):
+        with contextlib.suppress(StaleEvent):
+            svc.runs.update(run_id, stop_waiting)
+    return outcome
+
+
+def stop_waiting(run: Run) -> Run:
+    if run.scan is None or not run.scan.waiting_since:
+        raise StaleEvent("not waiting")
+    return run.model_copy(update={"scan": run.scan.model_copy(update={"waiting_since": None})})
+
+
+def publish_pending(store: RunsPort, outbox: OutboxPort, limit: int = 100) -> dict[str, int]:
+    """The sweeper: publish the events whose writer could not (their claim expired); counts for the log."""
+    runs = store.with_pending_events(limit)
+    published = 0
+    for run_id in runs:
+        try:
+            published += outbox.recover(store, store.get(run_id))
+        except NotFound:
+            continue
+    return {"runs": len(runs), "published": published}

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from chalicelib.domain.errors import StaleEvent
 from chalicelib.domain.event_models import TrainingJobStateChange
 from chalicelib.domain.models import Run, Stage, Status
+from chalicelib.flows.outcomes import Advanced, Ignored
 from chalicelib.observability import logger
 from chalicelib.services import Services
 
@@ -61,7 +61,7 @@ def record(run: Run, *, job: str, progress: str, at: str, now: str) -> Run:
     return run.model_copy(update={"stages": (*run.stages[:-1], updated), "updated_at": now})
 
 
-def training_progressed(event: TrainingJobStateChange, run: Run, svc: Services) -> dict[str, Any]:
+def training_progressed(event: TrainingJobStateChange, run: Run, svc: Services) -> Advanced | Ignored:
     """Record an InProgress event's secondary status on the run: a progress update, not a transition."""
     described = describe(event)
     if described is None:
@@ -75,9 +75,9 @@ def training_progressed(event: TrainingJobStateChange, run: Run, svc: Services) 
     except StaleEvent as exc:
         return _ignored(str(exc), run.run_id)
     logger.info("training progress recorded", extra={"progress": progress})
-    return {"action": "progress", "run_id": run.run_id, "progress": progress}
+    return Advanced("progress", run.run_id, detail={"progress": progress})
 
 
-def _ignored(reason: str, run_id: str) -> dict[str, Any]:
+def _ignored(reason: str, run_id: str) -> Ignored:
     logger.info(f"event ignored: {reason}", extra={"run_id": run_id})
-    return {"action": "ignored", "reason": reason, "run_id": run_id}
+    return Ignored(reason, {"run_id": run_id})

@@ -260,7 +260,7 @@ def get_project(project: str) -> dict[str, Any]:
 @json_errors
 def retry_run(run_id: str) -> dict[str, Any]:
     """Restart a FAILED run from its failed stage."""
-    from chalicelib.flows.pipeline import retry
+    from chalicelib.flows.retry import retry
 
     if not names.is_run_id(run_id):
         raise NotFound(f"no run {run_id}")
