@@ -397,6 +397,9 @@ class ServeProcess:
                 self.killed = True
         else:
             self.exit_code = proc.returncode
+            self._running.pump.join(timeout=5)  # its last lines first
+            if self._running.log is not None:  # on its own: say how, in its log (what a deploy error quotes)
+                self._running.log(f"sagedock: serve {describe_exit(self.exit_code)}")
         self._running.finish()
         if self._bridge is not None:
             self._bridge.close()

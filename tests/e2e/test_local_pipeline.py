@@ -10,6 +10,7 @@ import json
 import os
 import re
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -395,3 +396,30 @@ def test_the_cli_finds_the_running_local_cloud_by_its_state_directory(local_clou
     listed = local_cloud.cli("runs", "--project", "found", env=bare)
     assert listed.returncode == 0, listed.stderr
     assert run_id in listed.stdout
+
+
+EXITING_SERVE = {
+    "Dockerfile": "FROM python:3.11-slim-bookworm\nCOPY train serve /opt/program/\n"
+    "ENV PATH=/opt/program:$PATH\n",
+    "train": "#!/bin/sh\necho trained > /opt/ml/model/model.txt\n",
+    "serve": "#!/bin/sh\necho 'serve: no loader for model.txt'\nexit 5\n",
+    "sagedock.toml": '[train.channels]\ntrain = "exiting/train/"\n[deploy]\ninstance_type = "ml.t2.medium"\n',
+}
+
+
+def test_a_serve_that_exits_before_its_first_ping_fails_the_deploy_with_its_exit_and_last_lines(
+    local_cloud: LocalCloudProcess, tmp_path: Path
+) -> None:
+    # Given a bundle whose serve prints why and exits 5 at once (its programs executable, as zipped by users)
+    for name, text in EXITING_SERVE.items():
+        (tmp_path / name).write_text(text)
+        (tmp_path / name).chmod(0o755 if name in ("train", "serve") else 0o644)
+    local_cloud.aws("s3").put_object(
+        Bucket=local_cloud.contract["SAGEDOCK_DATA_BUCKET"], Key="exiting/train/sample.csv", Body=b"a,1\n"
+    )
+    key = local_cloud.upload("exiting", zip_directory(tmp_path), "v1")
+    # When it is deployed, the run fails at deploy saying how serve ended and what it printed last
+    run = local_cloud.wait_run(local_cloud.run_for_key("exiting", key), RUN_TIMEOUT)
+    assert (run["status"], run["error"]["stage"]) == ("FAILED", "deploy"), run["error"]
+    assert "exited with code 5" in run["error"]["message"], run["error"]
+    assert "serve: no loader for model.txt" in run["error"]["message"], run["error"]
