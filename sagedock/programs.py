@@ -397,14 +397,18 @@ class ServeProcess:
                 self.killed = True
         else:
             self.exit_code = proc.returncode
-            self._running.pump.join(timeout=5)  # its last lines first
-            if self._running.log is not None:  # on its own: say how, in its log (what a deploy error quotes)
-                self._running.log(f"sagedock: serve {describe_exit(self.exit_code)}")
+            self.say_how_it_ended("serve")
         self._running.finish()
         if self._bridge is not None:
             self._bridge.close()
         make_writable(self._model_dir)
         return None if self.killed else self.exit_code
+
+    def say_how_it_ended(self, what: str) -> None:
+        """It exited on its own: say how in its log, after its last lines (what a deploy error quotes)."""
+        self._running.pump.join(timeout=5)
+        if self._running.log is not None and self.exit_code is not None:
+            self._running.log(f"sagedock: {what} {describe_exit(self.exit_code)}")
 
     def __enter__(self) -> ServeProcess:
         return self

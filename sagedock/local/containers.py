@@ -259,9 +259,7 @@ class ServeContainer(ServeProcess):
                 self.killed = True
         else:
             self.exit_code = proc.returncode
-            self._running.pump.join(timeout=5)  # its last lines first
-            if self._running.log is not None:  # on its own: say how, in its log (what a deploy error quotes)
-                self._running.log(f"sagedock: container {self.name} exited with code {self.exit_code}")
+            self.say_how_it_ended(f"container {self.name}")
         if self.exit_code is not None and self.exit_code in (137, -9):
             self.killed = True
         remove(self.engine, self.name)
