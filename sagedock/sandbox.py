@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -134,32 +134,33 @@ def _merge(image: LocalImage, path: str, found: dict[str, Path]) -> None:
         found[path] = source
 
 
-# Where each sandbox gets a fresh, empty file system of its own.
-_EMPTIED = ("/tmp", "/var/tmp", "/dev/shm", "/var/log")
-
-
-def environment_binds() -> list[dict[str, Any]]:
+def environment_binds(emptied: Iterable[str]) -> list[dict[str, Any]]:
     """The Python environment programs run with (process mode runs them on this host's interpreter and
-    packages), bound back read-only where it lies under a directory the sandbox empties: a checkout and
-    its virtualenv under /tmp, as CI jobs often have them."""
+    packages), bound back read-only where it lies under one of the `emptied` directories (the sandbox's
+    tmpfs mounts): a checkout and its virtualenv under /tmp, as CI jobs often have them."""
     prefixes = {sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix}
     hidden = sorted(
-        os.path.realpath(path)
-        for path in prefixes
-        if any(os.path.realpath(path).startswith(emptied + "/") for emptied in _EMPTIED)
+        {
+            os.path.realpath(path)
+            for path in prefixes
+            if any(os.path.realpath(path).startswith(directory + "/") for directory in emptied)
+        }
     )
     outermost = [path for path in hidden if not any(path.startswith(other + "/") for other in hidden)]
-    return [bind(path, Path(path), readonly=True) for path in dict.fromkeys(outermost)]
+    return [bind(path, Path(path), readonly=True) for path in outermost]
 
 
 def program_mounts(image: LocalImage, opt_ml: Path, *, serving: bool) -> list[dict[str, Any]]:
     """Everything a program's sandbox mounts, in the order it is placed (a parent before its children)."""
-    mounts = [
+    emptied = [
         tmpfs("/tmp"),
         tmpfs("/var/tmp"),
         tmpfs("/dev/shm"),
         tmpfs("/var/log", mode="755", skeleton=("/var/log", str(image.host_path("/var/log")))),
-        *environment_binds(),
+    ]
+    mounts = [
+        *emptied,
+        *environment_binds(mount["target"] for mount in emptied),
         *image_binds(image),
         bind("/opt/ml", opt_ml),
     ]

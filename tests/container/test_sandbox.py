@@ -48,7 +48,9 @@ class Started:
             mounts=[
                 sandbox.tmpfs("/tmp"),
                 sandbox.tmpfs("/var/log", mode="755", skeleton=("/var/log",)),
-                *sandbox.environment_binds(),  # this interpreter, should it live under /tmp
+                *sandbox.environment_binds(
+                    ["/tmp", "/var/log"]
+                ),  # this interpreter, should it live under /tmp
                 sandbox.bind("/opt/ml", opt_ml),
             ],
             argv=argv,

@@ -23,11 +23,11 @@ def test_a_virtualenv_under_tmp_is_bound_back_read_only(monkeypatch: pytest.Monk
     _prefixes(monkeypatch, "/tmp/checkout/.venv", "/usr")
     # Then the sandbox shows it at the same path, read-only, and nothing of /usr (never emptied)
     venv = os.path.realpath("/tmp/checkout/.venv")
-    assert sandbox.environment_binds() == [sandbox.bind(venv, Path(venv), readonly=True)]
+    assert sandbox.environment_binds(["/tmp", "/var/log"]) == [sandbox.bind(venv, Path(venv), readonly=True)]
 
 
 def test_an_environment_outside_the_emptied_directories_needs_no_bind(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     _prefixes(monkeypatch, "/opt/venv", "/usr/local")
-    assert sandbox.environment_binds() == []
+    assert sandbox.environment_binds(["/tmp", "/var/log"]) == []
