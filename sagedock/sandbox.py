@@ -138,12 +138,13 @@ def environment_binds(emptied: Iterable[str]) -> list[dict[str, Any]]:
     """The Python environment programs run with (process mode runs them on this host's interpreter and
     packages), bound back read-only where it lies under one of the `emptied` directories (the sandbox's
     tmpfs mounts): a checkout and its virtualenv under /tmp, as CI jobs often have them."""
+    directories = tuple(emptied)  # read once per prefix
     prefixes = {sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix}
     hidden = sorted(
         {
             os.path.realpath(path)
             for path in prefixes
-            if any(os.path.realpath(path).startswith(directory + "/") for directory in emptied)
+            if any(os.path.realpath(path).startswith(directory + "/") for directory in directories)
         }
     )
     outermost = [path for path in hidden if not any(path.startswith(other + "/") for other in hidden)]
@@ -160,7 +161,7 @@ def program_mounts(image: LocalImage, opt_ml: Path, *, serving: bool) -> list[di
     ]
     mounts = [
         *emptied,
-        *environment_binds(mount["target"] for mount in emptied),
+        *environment_binds([mount["target"] for mount in emptied]),
         *image_binds(image),
         bind("/opt/ml", opt_ml),
     ]
