@@ -267,7 +267,14 @@ def _init(spec: dict[str, Any], status: int) -> None:
     for signum in FORWARDED:
         signal.signal(signum, lambda number, _: program.send_signal(number))
     if listener is not None:
-        threading.Thread(target=_serve_bridge, args=(listener, int(spec["port"])), daemon=True).start()
+        # The bridge's threads (and the relays they start, which inherit their mask) block the stop signals:
+        # one delivered to them would wake no one, as Python runs handlers in the main thread only, and
+        # that one sits in waitpid until a child ends.
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
+        try:
+            threading.Thread(target=_serve_bridge, args=(listener, int(spec["port"])), daemon=True).start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     while True:  # PID 1 reaps every orphan of the namespace until the program itself ends
         with contextlib.suppress(InterruptedError):
             pid, raw = os.waitpid(-1, 0)

@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import tarfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,23 @@ from sagedock.image import LocalImage
 from sagedock.programs import ServeProcess, free_port
 
 FEATURES = [line.split(",", 1)[1] for line in IRIS.read_text().splitlines()]
+
+
+class LogLines(list[str]):
+    """A program's log lines as the pump delivers them, and a way to wait for one (it may lag the program)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._changed = threading.Condition()
+
+    def __call__(self, line: str) -> None:
+        with self._changed:
+            self.append(line)
+            self._changed.notify_all()
+
+    def wait_for(self, text: str, timeout: float) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: any(text in line for line in self), timeout)
 
 
 def test_one_csv_row_gets_one_label(served: ServeProcess) -> None:
@@ -219,21 +237,21 @@ def children_of(pid: int) -> list[int]:
 def test_port_workers_and_clean_sigterm(sample_image: LocalImage, sample_model: Path, tmp_path: Path) -> None:
     # Given SAGEMAKER_BIND_TO_PORT set to a free port and SAGEDOCK_WORKERS=3
     port = free_port()
-    lines: list[str] = []
+    lines = LogLines()
     server = ServeProcess.start(
         sample_image,
         sample_model,
         port=port,
         workdir=tmp_path,
         extra_env={"SAGEDOCK_WORKERS": "3"},
-        log=lines.append,
+        log=lines,
     )
     try:
         # When it starts
         assert server.wait_healthy(30), lines
         # Then it listens on that port (in a sandbox, its own 8080 bridged to it) with three workers
         inner = sandbox.SERVE_PORT if sandbox.support().available else port
-        assert any(f"listening on 127.0.0.1:{inner} with 3 worker(s)" in line for line in lines)
+        assert lines.wait_for(f"listening on 127.0.0.1:{inner} with 3 worker(s)", 5), lines
         assert len(children_of(server.pid)) == 3
         # And an idle keep-alive connection does not hold up shutdown
         idle = socket.create_connection(("127.0.0.1", port))
