@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 import boto3  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
-from chalicelib.adapters.s3_bundle import inspect_s3_bundle  # noqa: E402
+from chalicelib.adapters.s3_bundle import S3Bundles  # noqa: E402
 from chalicelib.domain.bundle import BundleLimits  # noqa: E402
 from tests.integration.test_bundle_s3 import observe, write_random_bundle  # noqa: E402
 
@@ -39,7 +39,7 @@ def measure(client: Any, path: Path, key: str, repeat: int) -> tuple[int, int, i
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
-        _, stats = inspect_s3_bundle(client, BUCKET, key, size=size, limits=LIMITS, project="bench")
+        _, stats = S3Bundles(client).inspect(BUCKET, key, size=size, limits=LIMITS, project="bench")
         times.append((time.perf_counter() - start) * 1000)
     if traffic.bytes_received != stats.bytes_fetched * repeat:
         raise SystemExit(

@@ -2,9 +2,9 @@
 process that makes a SageMaker client anyway (bundle_uploaded does, for the endpoint-ownership check).
 
 Each sample is a fresh interpreter with boto3 imported first (the Lambda has it loaded for its other
-clients). Figures: the first `limits.instance_types()` alone; a SageMaker client alone; the client then
-the sets, and the sets then the client (as validate does: either reuses the model the session's loader
-cached for the other). No network is touched.
+clients). Figures: the first `instance_types()` (chalicelib/adapters/instance_types.py) alone; a SageMaker
+client alone; the client then the sets, and the sets then the client (as validate does: either reuses the
+model the session's loader cached for the other). No network is touched.
 Run: .venv/bin/python bench/bench_preflight.py [--samples N]
 """
 
@@ -23,9 +23,9 @@ import os, time, sys
 os.environ.update(AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="x", AWS_DEFAULT_REGION="us-east-1")
 import boto3
 from chalicelib.adapters import clients as aws
-from chalicelib.domain import limits
+from chalicelib.adapters.instance_types import instance_types
 """
-SETS = "limits.instance_types()\n"
+SETS = "instance_types()\n"
 CLIENT = 'aws.client("sagemaker")\n'
 
 

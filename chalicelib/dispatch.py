@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from chalicelib.domain.errors import BadRequest
 from chalicelib.domain.event_models import parse_detail
 from chalicelib.flows.outcomes import Outcome
 from chalicelib.observability import count, logger
 from chalicelib.services import Services, get_services
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 
 class LambdaEvent(Protocol):
@@ -20,7 +23,10 @@ class LambdaEvent(Protocol):
     detail_type: str
     source: str
     detail: dict[str, Any]
-    context: Any
+
+    @property
+    def context(self) -> object:
+        """The invocation's Lambda context (chalice's stubs say a dict; Lambda hands its context object)."""
 
 
 @contextmanager
@@ -49,7 +55,7 @@ def handle(event: LambdaEvent, model: Any, transition: Callable[[Any, Services],
             count("MalformedEvents")
             return {"action": "rejected", "code": exc.code, "reason": exc.message}
         svc = get_services()
-        svc.context = getattr(event, "context", None)
+        svc.context = cast("LambdaContext | None", getattr(event, "context", None))
         outcome = transition(detail, svc).as_dict()
         logger.info("event handled", extra={"outcome": outcome})
         return outcome

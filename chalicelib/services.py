@@ -2,209 +2,199 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import cached_property, lru_cache
-from typing import Any
+from typing import TYPE_CHECKING
 
-from chalicelib.adapters.clients import client
-from chalicelib.adapters.run_store import RunStore
-from chalicelib.domain.errors import StaleEvent
 from chalicelib.domain.models import utcnow
-from chalicelib.observability import logger
 from chalicelib.settings import Settings, get_settings
 
-KEY_PREFIX = "sagedock"
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
 
-
-class Once:
-    """Runs a side effect at most once per key (powertools idempotency on the idempotency table).
-
-    A concurrent duplicate gets AlreadyInProgress (and is dropped); a replay gets the first result back.
-    """
-
-    def __init__(
-        self,
-        table: str,
-        client: Any,
-        expires_after_seconds: int = 24 * 3600,
-        context: Callable[[], Any] = lambda: None,
-    ) -> None:
-        from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig
-
-        self._persistence = DynamoDBPersistenceLayer(table_name=table, boto3_client=client)
-        self._config = IdempotencyConfig(expires_after_seconds=expires_after_seconds)
-        self._context = context
-
-    def bind_context(self, context: Any) -> None:
-        """Let in-progress records expire with the Lambda's remaining time (a crash is then retried)."""
-        if context is not None and hasattr(context, "get_remaining_time_in_millis"):
-            self._config.register_lambda_context(context)
-
-    def __call__(self, key: str, action: Callable[[], Any]) -> Any:
-        self.bind_context(self._context())
-        from aws_lambda_powertools.utilities.idempotency import idempotent_function
-        from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
-
-        done: list[Any] = []
-
-        def side_effect(key: str) -> dict[str, Any]:
-            done.append(action())
-            return {"result": done[0]}
-
-        # One prefix for every key: without it powertools prefixes the Lambda function's name, and the
-        # two functions that may start the same training job (build finished, image pushed) would not
-        # see each other's records.
-        wrapped = idempotent_function(
-            data_keyword_argument="key",
-            persistence_store=self._persistence,
-            config=self._config,
-            key_prefix=KEY_PREFIX,
-        )(side_effect)
-        try:
-            return wrapped(key=key)["result"]
-        except IdempotencyAlreadyInProgressError as exc:
-            raise StaleEvent(f"{key} is being done by a concurrent delivery of this event") from exc
-        except Exception:
-            if not done:
-                raise
-            # The side effect happened and only recording it failed (DynamoDB throttled past its retries):
-            # its result is this delivery's to use; the record stays in progress until it expires.
-            logger.warning(
-                "the idempotency record of a finished side effect was not saved", extra={"key": key}
-            )
-            return done[0]
+    from chalicelib.ports import (
+        AlarmsPort,
+        AutoScalingPort,
+        BundlesPort,
+        ChannelsPort,
+        CodeBuildPort,
+        EcrPort,
+        EndpointsPort,
+        EventBusPort,
+        LogsPort,
+        OncePort,
+        OutboxPort,
+        RunsPort,
+        SageMakerPort,
+    )
 
 
 class Services:
-    """Everything the transitions touch. Each adapter is built on first use, so an event pays only for the
-    clients it needs; tests and the local cloud pass their own as keyword arguments instead."""
+    """Everything the transitions and routes touch. Each adapter is built on first use, so an event pays
+    only for the clients it needs; tests pass their own (a client, or any object with the port's methods)
+    as keyword arguments instead, and `installed` hands them to the app's handlers."""
 
-    def __init__(self, settings: Settings, *, clock: Callable[[], str] = utcnow, **adapters: Any) -> None:
-        unknown = set(adapters) - {
-            "dynamodb",
-            "runs",
-            "s3",
-            "bundles",
-            "channels",
-            "codebuild",
-            "ecr",
-            "sagemaker",
-            "once",
-            "autoscaling",
-            "alarms",
-            "events",
-            "logs",
-        }
-        if unknown:
-            raise TypeError(f"unknown services: {sorted(unknown)}")
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Callable[[], str] = utcnow,
+        dynamodb: DynamoDBClient | None = None,
+        runs: RunsPort | None = None,
+        outbox: OutboxPort | None = None,
+        events: EventBusPort | None = None,
+        s3: S3Client | None = None,
+        bundles: BundlesPort | None = None,
+        channels: ChannelsPort | None = None,
+        logs: LogsPort | None = None,
+        endpoints: EndpointsPort | None = None,
+        codebuild: CodeBuildPort | None = None,
+        ecr: EcrPort | None = None,
+        sagemaker: SageMakerPort | None = None,
+        autoscaling: AutoScalingPort | None = None,
+        alarms: AlarmsPort | None = None,
+        once: OncePort | None = None,
+    ) -> None:
         self.settings = settings
         self.clock = clock
-        self.context: Any = None  # the invocation's Lambda context, set per event
-        self.__dict__.update(adapters)  # shadows the lazy properties below
+        self.context: LambdaContext | None = None  # the invocation's Lambda context, set per event
+        given = {
+            "dynamodb": dynamodb,
+            "runs": runs,
+            "outbox": outbox,
+            "events": events,
+            "s3": s3,
+            "bundles": bundles,
+            "channels": channels,
+            "logs": logs,
+            "endpoints": endpoints,
+            "codebuild": codebuild,
+            "ecr": ecr,
+            "sagemaker": sagemaker,
+            "autoscaling": autoscaling,
+            "alarms": alarms,
+            "once": once,
+        }
+        # A value in the instance's __dict__ is what a cached_property below answers without building.
+        self.__dict__.update({name: value for name, value in given.items() if value is not None})
 
     @cached_property
-    def dynamodb(self) -> Any:
+    def dynamodb(self) -> DynamoDBClient:
         """The DynamoDB client of the runs table and the idempotency table."""
-        return client("dynamodb")
+        from chalicelib.adapters.clients import client
+
+        made: DynamoDBClient = client("dynamodb")
+        return made
 
     @cached_property
-    def runs(self) -> RunStore:
+    def runs(self) -> RunsPort:
         """The runs table; each transition's `Run State Change` goes out through its outbox."""
+        from chalicelib.adapters.run_store import RunStore
+
         return RunStore(self.dynamodb, self.settings.runs_table, outbox=self.outbox)
 
     @cached_property
-    def outbox(self) -> Any:
+    def outbox(self) -> OutboxPort:
         """Publishes run events after the write that records them (chalicelib/flows/outbox.py)."""
         from chalicelib.flows.outbox import Outbox
 
         return Outbox(lambda: self.events, lambda: self.clock())
 
     @cached_property
-    def events(self) -> Any:
+    def events(self) -> EventBusPort:
         """The EventBridge bus run events go to."""
+        from chalicelib.adapters.clients import client
         from chalicelib.adapters.eventbus import EventBus
 
         return EventBus(client("events"), self.settings.event_bus)
 
     @cached_property
-    def s3(self) -> Any:
-        """The S3 client (bundle inspection, presigned uploads)."""
-        return client("s3")
+    def s3(self) -> S3Client:
+        """The S3 client (bundle inspection, channels, presigned uploads)."""
+        from chalicelib.adapters.clients import client
+
+        made: S3Client = client("s3")
+        return made
 
     @cached_property
-    def bundles(self) -> Any:
+    def bundles(self) -> BundlesPort:
         """Reads uploaded bundles with ranged GETs (chalicelib/adapters/s3_bundle.py)."""
         from chalicelib.adapters.s3_bundle import S3Bundles
 
         return S3Bundles(self.s3)
 
     @cached_property
-    def channels(self) -> Any:
+    def channels(self) -> ChannelsPort:
         """The training channels in the data bucket (chalicelib/adapters/s3_channels.py)."""
         from chalicelib.adapters.s3_channels import S3Channels
 
         return S3Channels(self.s3, self.settings.data_bucket)
 
     @cached_property
-    def logs(self) -> Any:
-        """Reads CloudWatch Logs: the tail of a failed training job's or endpoint's log."""
+    def logs(self) -> LogsPort:
+        """Reads CloudWatch Logs: a failed job's or endpoint's tail, and GET /runs/{run_id}/logs."""
+        from chalicelib.adapters.clients import client
         from chalicelib.adapters.cloudwatch_logs import CloudWatchLogs
 
         return CloudWatchLogs(client("logs"))
 
     @cached_property
-    def codebuild(self) -> Any:
+    def endpoints(self) -> EndpointsPort:
+        """Invokes endpoints through SageMaker Runtime (POST /endpoints/{name}/invocations)."""
+        from chalicelib.adapters.clients import client
+        from chalicelib.adapters.sagemaker_runtime import Endpoints
+
+        return Endpoints(client("sagemaker-runtime"), client("sagemaker"))
+
+    @cached_property
+    def codebuild(self) -> CodeBuildPort:
         """Starts builds."""
+        from chalicelib.adapters.clients import client
         from chalicelib.adapters.codebuild import CodeBuild
 
         return CodeBuild(client("codebuild"), self.settings.codebuild_project)
 
     @cached_property
-    def ecr(self) -> Any:
-        """Creates repositories."""
+    def ecr(self) -> EcrPort:
+        """Creates repositories and reads image scans."""
+        from chalicelib.adapters.clients import client
         from chalicelib.adapters.ecr import Ecr
 
         return Ecr(client("ecr"))
 
     @cached_property
-    def sagemaker(self) -> Any:
+    def sagemaker(self) -> SageMakerPort:
         """Training jobs, models, endpoint configs, endpoints."""
+        from chalicelib.adapters.clients import client
         from chalicelib.adapters.sagemaker import SageMaker
 
         return SageMaker(client("sagemaker"))
 
     @cached_property
-    def autoscaling(self) -> Any:
+    def autoscaling(self) -> AutoScalingPort:
         """Registers endpoint variants with Application Auto Scaling."""
         from chalicelib.adapters.autoscaling import AutoScaling
+        from chalicelib.adapters.clients import client
 
         return AutoScaling(client("application-autoscaling"))
 
     @cached_property
-    def alarms(self) -> Any:
+    def alarms(self) -> AlarmsPort:
         """Reads the state of an update's rollback alarms."""
         from chalicelib.adapters.alarms import Alarms
+        from chalicelib.adapters.clients import client
 
         return Alarms(client("cloudwatch"))
 
     @cached_property
-    def once(self) -> Once:
-        """At-most-once side effects on the idempotency table."""
+    def once(self) -> OncePort:
+        """At-most-once side effects on the idempotency table (chalicelib/adapters/idempotency.py)."""
+        from chalicelib.adapters.idempotency import Once
+
         return Once(self.settings.idempotency_table, self.dynamodb, context=lambda: self.context)
-
-
-_override: Services | None = None
-
-
-def use_services(services: Services | None) -> None:
-    """Make every handler use these services (tests, the local cloud); None goes back to the defaults."""
-    global _override
-    _override = services
-
-
-def get_services() -> Services:
-    """The services handlers use: an override if one is set, else the process-wide defaults."""
-    return _override if _override is not None else default_services()
 
 
 @lru_cache(maxsize=1)
@@ -213,15 +203,34 @@ def default_services() -> Services:
     return Services(get_settings())
 
 
+# What `installed` put in place of the defaults, innermost last; empty outside every `installed` block.
+_installed: list[Services] = []
+
+
+def get_services() -> Services:
+    """The services the app's handlers use: those of the innermost `installed` block, else the defaults."""
+    return _installed[-1] if _installed else default_services()
+
+
+@contextmanager
+def installed(services: Services) -> Iterator[Services]:
+    """The app's handlers use `services` inside this block (tests: their own clients or fakes), and what
+    they used before once it ends, however it ends."""
+    _installed.append(services)
+    try:
+        yield services
+    finally:
+        _installed.remove(services)
+
+
 def reset() -> None:
     """Forget every per-process cache (settings, services, clients): a new mock or local cloud is a new world.
 
-    The one hook the local cloud and the tests call, instead of clearing caches module by module.
+    The one hook the local cloud and the tests call, instead of clearing caches module by module. Services
+    an `installed` block put in place stay until that block ends.
     """
     from chalicelib.adapters.clients import reset_clients
-    from chalicelib.settings import get_settings
 
-    use_services(None)
     default_services.cache_clear()
     get_settings.cache_clear()
     reset_clients()

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import ClientError
 
 from chalicelib.adapters.clients import error_code, translate
+from chalicelib.adapters.instance_types import instance_types
 from chalicelib.domain.bundle import BundleLimits, BundleReport, KiB, ReadStats, inspect_bundle
 from chalicelib.domain.errors import Conflict, NotFound, SagedockError
 
@@ -34,17 +35,16 @@ class S3Bundles:
         size: int | None = None,
         etag: str | None = None,
     ) -> tuple[BundleReport, ReadStats]:
-        """The bundle's report and what reading it cost (inspect_s3_bundle)."""
-        return inspect_s3_bundle(
-            self._s3,
-            bucket,
-            key,
-            limits=limits,
-            project=project,
-            version_id=version_id,
-            size=size,
-            etag=etag,
-        )
+        """Inspect a bundle in S3 without downloading it: its report and what reading it cost. S3 failures
+        become NotFound, Conflict (the object changed under its etag), TransientError (retry) or
+        UpstreamError."""
+        where = f"s3://{bucket}/{key}"
+        try:
+            with S3RangeReader(self._s3, bucket, key, size=size, version_id=version_id, etag=etag) as reader:
+                report = inspect_bundle(reader, limits=limits, project=project, instance_types=instance_types)
+                return report, reader.stats()
+        except ClientError as exc:
+            raise _s3_error(exc, where) from exc
 
 
 class S3RangeReader(io.RawIOBase):
@@ -159,26 +159,6 @@ class S3RangeReader(io.RawIOBase):
             body.close()
         self.bytes_fetched += len(data)
         return data
-
-
-def inspect_s3_bundle(
-    client: S3Client,
-    bucket: str,
-    key: str,
-    *,
-    limits: BundleLimits,
-    project: str,
-    version_id: str | None = None,
-    size: int | None = None,
-    etag: str | None = None,
-) -> tuple[BundleReport, ReadStats]:
-    """Inspect a bundle in S3 without downloading it. S3 failures become NotFound, Conflict (the object
-    changed under its etag), TransientError (retry) or UpstreamError."""
-    try:
-        with S3RangeReader(client, bucket, key, size=size, version_id=version_id, etag=etag) as reader:
-            return inspect_bundle(reader, limits=limits, project=project), reader.stats()
-    except ClientError as exc:
-        raise _s3_error(exc, f"s3://{bucket}/{key}") from exc
 
 
 def _s3_error(exc: ClientError, where: str) -> SagedockError:

@@ -32,6 +32,9 @@ from chalicelib.domain.errors import BundleRejected, ManifestInvalid
 from chalicelib.domain.manifest import MANIFEST_NAME, Manifest, parse_manifest
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from chalicelib.domain.limits import InstanceTypes
     from chalicelib.settings import Settings
 
 KiB: Final = 1024
@@ -107,8 +110,16 @@ class BundleReport:
     compressed_bytes: int
 
 
-def inspect_bundle(fileobj: SeekableReader, *, limits: BundleLimits, project: str) -> BundleReport:
-    """Validate a bundle from its central directory and its sagedock.toml, raising BundleRejected."""
+def inspect_bundle(
+    fileobj: SeekableReader,
+    *,
+    limits: BundleLimits,
+    project: str,
+    instance_types: Callable[[], InstanceTypes],
+) -> BundleReport:
+    """Validate a bundle from its central directory and its sagedock.toml, raising BundleRejected; the
+    manifest's instance types are judged against the SageMaker lists `instance_types` answers (asked only
+    when the manifest names one)."""
     directory_start = _read_directory_record(fileobj, limits)
     try:
         archive = zipfile.ZipFile(fileobj)
@@ -120,7 +131,8 @@ def inspect_bundle(fileobj: SeekableReader, *, limits: BundleLimits, project: st
         _check_layout(entries, directory_start)
         uncompressed, compressed = _check_sizes(entries, limits)
         manifest_entry = files.get(MANIFEST_NAME)
-        manifest = parse_manifest(_read_manifest(archive, manifest_entry, limits), project=project)
+        text = _read_manifest(archive, manifest_entry, limits)
+        manifest = parse_manifest(text, project=project, instance_types=instance_types)
         dockerfile = _check_dockerfile(files, manifest.build.dockerfile)
     return BundleReport(
         manifest=manifest,

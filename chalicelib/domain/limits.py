@@ -1,17 +1,14 @@
 """SageMaker's documented limits in one place: a value past one fails at validate, before a paid build.
 
-The instance type sets are not written by hand: they are the enums of botocore's SageMaker service model
-(`TrainingInstanceType`, `ProductionVariantInstanceType`), which AWS regenerates from the service's own
-definition with every botocore release. They are read from the same botocore session as the clients
-(chalicelib.adapters.clients), whose loader caches the model, so a process that also makes a SageMaker
-client reads the model once (bench/bench_preflight.py measures the cost). The numeric limits below are
+The instance type sets are not written by hand, nor read here: they are the enums of botocore's SageMaker
+service model, which AWS regenerates with every botocore release, and an adapter reads them
+(chalicelib/adapters/instance_types.py) and hands them in as `InstanceTypes`. The numeric limits below are
 the API's length and range constraints, as documented in the SageMaker API reference.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
 from typing import Final
 
 # CreateTrainingJob
@@ -39,24 +36,8 @@ class InstanceTypes:
     source: str
 
 
-@cache
-def instance_types() -> InstanceTypes:
-    """The instance type enums of the SageMaker service model this process's botocore ships."""
-    import botocore
-
-    from chalicelib.adapters.clients import service_model
-
-    model = service_model("sagemaker")
-    return InstanceTypes(
-        training=frozenset(model.shape_for("TrainingInstanceType").enum),
-        hosting=frozenset(model.shape_for("ProductionVariantInstanceType").enum),
-        source=f"botocore {botocore.__version__}",
-    )
-
-
-def unknown_instance_type(value: str, *, kind: str) -> str | None:
+def unknown_instance_type(value: str, *, kind: str, known: InstanceTypes) -> str | None:
     """Why SageMaker would refuse `value` as a `kind` ("training" or "hosting") instance type, or None."""
-    known = instance_types()
     allowed = known.training if kind == "training" else known.hosting
     if value in allowed:
         return None

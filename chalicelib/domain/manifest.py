@@ -21,6 +21,7 @@ import math
 import posixpath
 import re
 import tomllib
+from collections.abc import Callable
 from typing import Annotated, Any, Final, Literal, get_args
 
 from pydantic import (
@@ -30,6 +31,7 @@ from pydantic import (
     Field,
     PlainValidator,
     ValidationError,
+    ValidationInfo,
     model_validator,
 )
 
@@ -55,6 +57,13 @@ MAX_HYPERPARAMETER_LENGTH: Final = limits.MAX_HYPERPARAMETER_LENGTH
 MAX_RUNTIME_SECONDS: Final = limits.MAX_RUNTIME_SECONDS
 
 Scalar = str | int | float | bool
+
+# The validation context key of what answers SageMaker's instance type lists (limits.InstanceTypes), called
+# only when the manifest names an instance type. Whoever validates a manifest a user wrote hands it in (the
+# bundle's inspection, `sagedock check`: the lists come from botocore, chalicelib/adapters/instance_types.py);
+# without it only an instance type's form is checked, as for a manifest read back from a run (checked when
+# its bundle was uploaded).
+INSTANCE_TYPES: Final = "instance_types"
 
 _INSTANCE_DEFAULTS: Final = {"instance_type": "ml.t2.medium", "initial_instance_count": 1}
 
@@ -104,8 +113,9 @@ def _matching(pattern: re.Pattern[str], what: str, hint: str) -> AfterValidator:
 
 
 def _offered(kind: str) -> AfterValidator:
-    def check(value: str) -> str:
-        problem = limits.unknown_instance_type(value, kind=kind)
+    def check(value: str, info: ValidationInfo) -> str:
+        lists = (info.context or {}).get(INSTANCE_TYPES)
+        problem = limits.unknown_instance_type(value, kind=kind, known=lists()) if lists else None
         if problem:
             raise ValueError(problem)
         return value
@@ -308,9 +318,15 @@ class Manifest(_Section):
     deploy: DeployConfig
 
 
-def parse_manifest(text: str | bytes | None, *, project: str) -> Manifest:
+def parse_manifest(
+    text: str | bytes | None,
+    *,
+    project: str,
+    instance_types: Callable[[], limits.InstanceTypes] | None = None,
+) -> Manifest:
     """Parse and validate a sagedock.toml (None: the bundle has none), raising ManifestInvalid with every
-    problem as `dotted.path: what is wrong` so that the user can fix them all at once."""
+    problem as `dotted.path: what is wrong` so that the user can fix them all at once. Its instance types
+    are checked against the lists `instance_types` answers, when given (see INSTANCE_TYPES)."""
     if not PROJECT_PATTERN.fullmatch(project):
         raise ValueError(f"not a sagedock project name: {project!r}")
     if isinstance(text, bytes):
@@ -326,14 +342,15 @@ def parse_manifest(text: str | bytes | None, *, project: str) -> Manifest:
         raise ManifestInvalid(f"{MANIFEST_NAME} is not valid TOML: {exc}") from exc
     _fill_project_defaults(data, project)
     try:
-        return Manifest.model_validate(data)
+        return Manifest.model_validate(data, context={INSTANCE_TYPES: instance_types})
     except ValidationError as exc:
         found = _problems(exc)
         raise ManifestInvalid(f"invalid {MANIFEST_NAME}: " + "; ".join(found), problems=found) from exc
 
 
 def validate_manifest(data: dict[str, Any]) -> Manifest:
-    """Validate a manifest as a run stores it (JSON, defaults filled); ManifestInvalid as parse_manifest."""
+    """Validate a manifest as a run stores it (JSON, defaults filled); ManifestInvalid as parse_manifest.
+    Its instance types were checked against SageMaker's lists at upload: here only their form is."""
     try:
         return Manifest.model_validate(data)
     except ValidationError as exc:

@@ -218,8 +218,6 @@ def get_run(run_id: str) -> dict[str, Any]:
 @json_errors
 def run_logs(run_id: str) -> dict[str, Any]:
     """The tail of a stage's logs (the failed or current one by default); next_token for what follows."""
-    from chalicelib.adapters.clients import client
-    from chalicelib.adapters.cloudwatch_logs import CloudWatchLogs
     from chalicelib.flows.log_reading import run_logs
 
     query = _validated(LogsQuery, api.current_request.query_params)
@@ -232,7 +230,7 @@ def run_logs(run_id: str) -> dict[str, Any]:
         limit=query.limit,
         next_token=query.next_token,
         codebuild_project=svc.settings.codebuild_project,
-        logs=CloudWatchLogs(client("logs")),
+        logs=svc.logs,
     )
 
 
@@ -273,9 +271,6 @@ def retry_run(run_id: str) -> dict[str, Any]:
 @json_errors
 def invoke_endpoint(name: str) -> Response:
     """Forward the body and content type to the endpoint and return its answer as it is."""
-    from chalicelib.adapters.clients import client
-    from chalicelib.adapters.sagemaker_runtime import Endpoints
-
     if not names.SAGEMAKER_NAME_PATTERN.fullmatch(name):
         raise BadRequest(f"{name!r} is not a valid endpoint name", code="BadRequest")
     request = api.current_request
@@ -289,7 +284,7 @@ def invoke_endpoint(name: str) -> Response:
             f"the invocation body is {len(body)} bytes; SageMaker endpoints accept at most "
             f"{MAX_INVOCATION_BYTES} bytes (6 MB): send smaller batches, or use batch transform"
         )
-    answer, content_type = Endpoints(client("sagemaker-runtime"), client("sagemaker")).invoke(
+    answer, content_type = get_services().endpoints.invoke(
         name, body, headers.get("content-type", "application/octet-stream"), headers.get("accept")
     )
     text = content_type.startswith("text/") or "json" in content_type

@@ -107,6 +107,7 @@ def check_bundle(
     data: bytes, project: str, *, account: tuple[Target, str] | None = None
 ) -> tuple[list[str], list[str]]:
     """(problems as `CODE key: message` lines, notes on what could not be checked) for a bundle's bytes."""
+    from chalicelib.adapters.instance_types import instance_types
     from chalicelib.domain import names
     from chalicelib.domain import preflight_rules as preflight
     from chalicelib.domain.bundle import BundleLimits, inspect_bundle
@@ -120,7 +121,9 @@ def check_bundle(
         max_compression_ratio=defaults["max_compression_ratio"].default,
     )
     try:
-        report = inspect_bundle(io.BytesIO(data), limits=limits, project=project)
+        report = inspect_bundle(
+            io.BytesIO(data), limits=limits, project=project, instance_types=instance_types
+        )
     except ManifestInvalid as exc:
         # Inspection stops at the manifest; the Dockerfile it would have looked for next is checked here.
         return [f"{exc.code} {problem}" for problem in exc.problems] + _dockerfile_problem(data), []

@@ -7,7 +7,16 @@ from pathlib import Path
 
 import pytest
 from api_client import ticking_clock, to_deploying, upload
-from moto_cloud import PRIVATE_SETTINGS, REGION, SETTINGS, Cloud, make_bundle, open_cloud
+from moto_cloud import (
+    PRIVATE_SETTINGS,
+    REGION,
+    SETTINGS,
+    Cloud,
+    InstallServices,
+    make_bundle,
+    open_cloud,
+    services_installer,
+)
 
 
 @pytest.fixture
@@ -35,6 +44,14 @@ def cloud(aws_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Ite
 def private_cloud(aws_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Cloud]:
     """The app against a moto account in private-registry mode."""
     yield from open_cloud(monkeypatch, tmp_path, SETTINGS | PRIVATE_SETTINGS)
+
+
+@pytest.fixture
+def install_services() -> Iterator[InstallServices]:
+    """Hand the app's handlers this test's own adapters through Services, for the test's duration only:
+    `install_services(sagemaker=..., dynamodb=...)` returns the Services the handlers now use."""
+    with services_installer() as install:
+        yield install
 
 
 @pytest.fixture

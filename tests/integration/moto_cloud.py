@@ -9,9 +9,10 @@ import json
 import threading
 import zipfile
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import boto3
 import pytest
@@ -180,6 +181,28 @@ def _provision(settings: dict[str, str]) -> None:
     )
 
 
+class InstallServices(Protocol):
+    """The `install_services` fixture: the app's handlers use these adapters (Services' keyword arguments,
+    the rest built as in AWS) until the test ends."""
+
+    def __call__(self, **adapters: Any) -> services_module.Services: ...
+
+
+@contextmanager
+def services_installer() -> Iterator[InstallServices]:
+    """What `install_services` yields: each call installs a Services of the current settings; all of
+    them are uninstalled when the block ends."""
+    from chalicelib.settings import get_settings
+
+    with ExitStack() as stack:
+
+        def install(**adapters: Any) -> services_module.Services:
+            made = services_module.Services(get_settings(), **adapters)
+            return stack.enter_context(services_module.installed(made))
+
+        yield install
+
+
 def _reset_caches() -> None:
     services_module.reset()
 
@@ -193,22 +216,21 @@ def open_cloud(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, settings: dict[s
         _provision(settings)
         sagemaker = Recorder(boto3.client("sagemaker", region_name=REGION))
         codebuild = Recorder(boto3.client("codebuild", region_name=REGION))
-        real = services_module.get_services()
         from chalicelib.adapters.codebuild import CodeBuild
         from chalicelib.adapters.sagemaker import SageMaker
+        from chalicelib.settings import get_settings
 
         wired = services_module.Services(
-            real.settings,
+            get_settings(),
             dynamodb=Atomic(boto3.client("dynamodb", region_name=REGION)),
             # moto in process re-imports its S3 URL table on every S3 request, which two threads cannot
             # do at once ("module moto.s3.urls not in sys.modules"): its requests go one at a time too.
             s3=Atomic(boto3.client("s3", region_name=REGION)),
-            codebuild=CodeBuild(codebuild, real.settings.codebuild_project),  # type: ignore[arg-type]
+            codebuild=CodeBuild(codebuild, get_settings().codebuild_project),  # type: ignore[arg-type]
             sagemaker=SageMaker(sagemaker),  # type: ignore[arg-type]
         )
-        services_module.use_services(wired)
         # No project dir: the test client must not overlay .chalice/config.json's stage variables.
-        with Client(app_module.app, project_dir=str(tmp_path)) as client:
+        with services_module.installed(wired), Client(app_module.app, project_dir=str(tmp_path)) as client:
             yield Cloud(
                 client=client,
                 s3=boto3.client("s3", region_name=REGION),

@@ -13,7 +13,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from chalicelib.adapters.s3_bundle import inspect_s3_bundle
+from chalicelib.adapters.s3_bundle import S3Bundles
 from chalicelib.domain.bundle import BundleLimits
 from chalicelib.domain.errors import BundleRejected, Conflict, NotFound
 
@@ -114,7 +114,7 @@ def test_a_100_mb_bundle_is_inspected_from_under_256_kib(s3: Any, big_bundle: Pa
     traffic = observe(s3)
 
     # When it is inspected, its size known from the event
-    report, stats = inspect_s3_bundle(s3, BUCKET, KEY, size=size, limits=LIMITS, project="iris")
+    report, stats = S3Bundles(s3).inspect(BUCKET, KEY, size=size, limits=LIMITS, project="iris")
 
     # Then it passes with its own manifest
     assert report.manifest.train.instance_count == 2
@@ -140,7 +140,7 @@ def test_each_read_of_a_versioned_bundle_asks_for_the_version_given(s3: Any, tmp
     traffic = observe(s3)
 
     # When the first version is inspected (without its size: a HEAD finds it)
-    report, stats = inspect_s3_bundle(s3, BUCKET, KEY, version_id=versions[0], limits=LIMITS, project="iris")
+    report, stats = S3Bundles(s3).inspect(BUCKET, KEY, version_id=versions[0], limits=LIMITS, project="iris")
 
     # Then it is the first upload that was read, by GETs each naming that version
     assert report.manifest.train.instance_count == 3
@@ -149,7 +149,7 @@ def test_each_read_of_a_versioned_bundle_asks_for_the_version_given(s3: Any, tmp
     assert stats.requests == len(traffic.gets) + 1
 
     # And the second version reads as the second upload
-    second, _ = inspect_s3_bundle(s3, BUCKET, KEY, version_id=versions[1], limits=LIMITS, project="iris")
+    second, _ = S3Bundles(s3).inspect(BUCKET, KEY, version_id=versions[1], limits=LIMITS, project="iris")
     assert second.manifest.train.instance_count == 7
 
 
@@ -158,13 +158,13 @@ def test_an_overwritten_bundle_is_not_read_under_a_stale_etag(s3: Any, tmp_path:
     path = tmp_path / "bundle.zip"
     write_random_bundle(path, 256 * KiB)
     etag = s3.put_object(Bucket=BUCKET, Key=KEY, Body=path.read_bytes())["ETag"].strip('"')
-    report, _ = inspect_s3_bundle(s3, BUCKET, KEY, etag=etag, limits=LIMITS, project="iris")
+    report, _ = S3Bundles(s3).inspect(BUCKET, KEY, etag=etag, limits=LIMITS, project="iris")
     assert report.dockerfile == "Dockerfile"
     s3.put_object(Bucket=BUCKET, Key=KEY, Body=b"not the same bundle")
 
     # When it is inspected under the first etag, then Conflict: the new upload has a run of its own
     with pytest.raises(Conflict, match="replaced while it was inspected"):
-        inspect_s3_bundle(s3, BUCKET, KEY, etag=etag, limits=LIMITS, project="iris")
+        S3Bundles(s3).inspect(BUCKET, KEY, etag=etag, limits=LIMITS, project="iris")
 
 
 def test_a_missing_bundle_is_not_found_and_a_bad_one_rejected(s3: Any) -> None:
@@ -173,7 +173,7 @@ def test_a_missing_bundle_is_not_found_and_a_bad_one_rejected(s3: Any) -> None:
 
     # When they are inspected, then NotFound for the first and NotAZip for the second
     with pytest.raises(NotFound, match="does not exist"):
-        inspect_s3_bundle(s3, BUCKET, "bundles/iris/gone.zip", limits=LIMITS, project="iris")
+        S3Bundles(s3).inspect(BUCKET, "bundles/iris/gone.zip", limits=LIMITS, project="iris")
     with pytest.raises(BundleRejected) as caught:
-        inspect_s3_bundle(s3, BUCKET, "bundles/iris/notes.zip", limits=LIMITS, project="iris")
+        S3Bundles(s3).inspect(BUCKET, "bundles/iris/notes.zip", limits=LIMITS, project="iris")
     assert caught.value.code == "NotAZip"

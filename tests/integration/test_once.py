@@ -1,4 +1,4 @@
-"""At-most-once side effects (services.Once) on a moto idempotency table."""
+"""At-most-once side effects (adapters/idempotency.py: Once) on a moto idempotency table."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from chalice.local import LambdaContext
 from moto import mock_aws
 
 from chalicelib.adapters import run_store as runs
+from chalicelib.adapters.idempotency import Once
 from chalicelib.domain.errors import StaleEvent
-from chalicelib.services import Once
 
 TABLE = "sagedock-idempotency-test"
 

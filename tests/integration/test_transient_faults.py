@@ -21,10 +21,9 @@ import botocore.endpoint
 import pytest
 from botocore.awsrequest import AWSResponse
 from moto.core.botocore_stubber import BotocoreStubber
-from moto_cloud import SETTINGS, Atomic, Cloud, make_bundle, open_cloud
+from moto_cloud import SETTINGS, Atomic, Cloud, InstallServices, make_bundle, open_cloud
 from test_pipeline import DIGEST, _moto_sagemaker
 
-from chalicelib import services as services_module
 from chalicelib.adapters import clients as aws
 from chalicelib.adapters.codebuild import CodeBuild
 from chalicelib.adapters.sagemaker import SageMaker
@@ -151,7 +150,9 @@ class Wired:
 
 
 @pytest.fixture
-def wired(aws_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Wired]:
+def wired(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, install_services: InstallServices
+) -> Iterator[Wired]:
     """The app on moto with the clients chalicelib builds (their own retries), faults under them."""
     answer = BotocoreStubber.__call__
 
@@ -167,14 +168,10 @@ def wired(aws_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Ite
         clients = {name: aws.client(name) for name in aws.RETRIES}
         for made in clients.values():
             made.meta.events.register_first("before-send", faults.hook)
-        settings = services_module.get_services().settings
-        services_module.use_services(
-            services_module.Services(
-                settings,
-                dynamodb=Atomic(clients["dynamodb"]),
-                codebuild=CodeBuild(clients["codebuild"], settings.codebuild_project),  # type: ignore[arg-type]
-                sagemaker=SageMaker(clients["sagemaker"]),  # type: ignore[arg-type]
-            )
+        install_services(
+            dynamodb=Atomic(clients["dynamodb"]),
+            codebuild=CodeBuild(clients["codebuild"], SETTINGS["SAGEDOCK_CODEBUILD_PROJECT"]),
+            sagemaker=SageMaker(clients["sagemaker"]),
         )
         yield Wired(cloud, faults)
 

@@ -24,7 +24,8 @@ from bundles import (
     symlink,
 )
 
-from chalicelib.adapters.s3_bundle import S3RangeReader, inspect_s3_bundle
+from chalicelib.adapters.instance_types import instance_types
+from chalicelib.adapters.s3_bundle import S3Bundles, S3RangeReader
 from chalicelib.domain.bundle import BundleLimits, BundleReport, inspect_bundle
 from chalicelib.domain.errors import (
     BundleRejected,
@@ -42,7 +43,7 @@ LIMITS = BundleLimits(max_entries=50, max_uncompressed_bytes=64 * MiB, max_compr
 
 
 def inspect(data: bytes, limits: BundleLimits = LIMITS) -> BundleReport:
-    return inspect_bundle(io.BytesIO(data), limits=limits, project="iris")
+    return inspect_bundle(io.BytesIO(data), limits=limits, project="iris", instance_types=instance_types)
 
 
 def rejection(data: bytes, code: str, limits: BundleLimits = LIMITS) -> str:
@@ -142,7 +143,7 @@ def test_only_the_manifest_is_read_of_all_the_entries() -> None:
             return chunk
 
     # When it is inspected
-    inspect_bundle(LoggingFile(data), limits=LIMITS, project="iris")
+    inspect_bundle(LoggingFile(data), limits=LIMITS, project="iris", instance_types=instance_types)
 
     # Then, besides the search for the end record in the last 64 KiB, no read touched the payload's data
     data_start = payload.header_offset + 30 + len("weights.bin")
@@ -594,7 +595,7 @@ def test_s3_failures_become_domain_errors(code: str, status: int, error: type[Sa
 
     # When a bundle is inspected through it, then the matching domain error names the object
     with pytest.raises(error, match=re.escape("s3://bundles/k.zip")):
-        inspect_s3_bundle(FailingS3(b""), "bundles", "k.zip", size=100, limits=LIMITS, project="iris")  # type: ignore[arg-type]
+        S3Bundles(FailingS3(b"")).inspect("bundles", "k.zip", size=100, limits=LIMITS, project="iris")  # type: ignore[arg-type]
 
 
 def test_an_empty_zip_is_rejected_for_its_missing_dockerfile() -> None:

@@ -132,8 +132,9 @@ CALL_SITES: dict[str, list[tuple[str, str]]] = {
         ("logs:GetLogEvents", group) for group in ("build logs", "training logs", "endpoint logs")
     ],
 }
-# services.Once runs side effects through powertools' DynamoDB idempotency layer, which the scan cannot
-# see: it reads, writes, updates and deletes its records in the idempotency table.
+# Once (chalicelib/adapters/idempotency.py) runs side effects through powertools' DynamoDB idempotency
+# layer, which the scan cannot see: it reads, writes, updates and deletes its records in the idempotency
+# table.
 ONCE = "Once(powertools idempotency)"
 CALL_SITES[ONCE] = [
     (f"dynamodb:{op}", "idempotency") for op in ("GetItem", "PutItem", "UpdateItem", "DeleteItem")
@@ -388,7 +389,7 @@ def test_the_scan_finds_exactly_the_call_sites_the_tables_know() -> None:
         "permission they need to the policy files of the Lambdas that reach them"
     )
     assert not known - found, f"calls no longer in the code: {sorted(known - found)}; drop them here"
-    assert "DynamoDBPersistenceLayer" in (CHALICELIB / "services.py").read_text()
+    assert "DynamoDBPersistenceLayer" in (CHALICELIB / "adapters" / "idempotency.py").read_text()
     assert set().union(*HANDLER_CALLS.values()) == set(CALL_SITES), "a call site no handler reaches"
 
 

@@ -49,6 +49,12 @@ def test_the_contracts_hold_on_the_code_as_it_is(tmp_path: Path) -> None:
             "from chalicelib.adapters.sagemaker import SageMaker\n",
             "chalicelib.domain is not allowed to import chalicelib.adapters",
         ),
+        (  # the instance type lists are an adapter's (adapters/instance_types.py): no exception for limits
+            "domain/limits.py",
+            "from chalicelib.adapters.clients import service_model\n",
+            "chalicelib.domain is not allowed to import chalicelib.adapters",
+        ),
+        ("domain/limits.py", "import botocore\n", "chalicelib.domain is not allowed to import botocore"),
         (
             "domain/leaky.py",
             "from chalicelib.flows import train\n",

@@ -8,6 +8,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from chalicelib.adapters import s3_channels
+from chalicelib.adapters.instance_types import instance_types
 from chalicelib.domain import limits
 from chalicelib.domain import preflight_rules as preflight
 from chalicelib.domain.errors import ManifestInvalid, TransientError, UpstreamError
@@ -18,7 +19,7 @@ DATA = "sagedock-data"
 
 
 def parse(text: str, project: str = "iris") -> Manifest:
-    return parse_manifest(text, project=project)
+    return parse_manifest(text, project=project, instance_types=instance_types)
 
 
 def refused(text: str) -> str:
@@ -29,7 +30,7 @@ def refused(text: str) -> str:
 
 # --- instance types: the sets of botocore's SageMaker model -----------------------------------------------
 def test_the_instance_type_sets_come_from_botocores_sagemaker_model() -> None:
-    known = limits.instance_types()
+    known = instance_types()
     assert {"ml.m5.large", "ml.p4d.24xlarge", "ml.g5.xlarge"} <= known.training
     assert {"ml.t2.medium", "ml.m5.large", "ml.inf2.xlarge"} <= known.hosting
     # ml.t2 hosts but does not train; ml.inf2 serves only
