@@ -21,6 +21,7 @@ import math
 import posixpath
 import re
 import tomllib
+from collections.abc import Mapping
 from typing import Annotated, Any, Final, Literal, get_args
 
 from pydantic import (
@@ -30,6 +31,7 @@ from pydantic import (
     Field,
     PlainValidator,
     ValidationError,
+    ValidationInfo,
     model_validator,
 )
 
@@ -56,7 +58,16 @@ MAX_RUNTIME_SECONDS: Final = limits.MAX_RUNTIME_SECONDS
 
 Scalar = str | int | float | bool
 
-_INSTANCE_DEFAULTS: Final = {"instance_type": "ml.t2.medium", "initial_instance_count": 1}
+# The instance defaults, stated once: TrainConfig's field takes the first, DeployConfig fills in the others
+# (its instance settings are None on a serverless endpoint); messages name them as examples.
+TRAINING_INSTANCE_TYPE: Final = "ml.m5.large"
+HOSTING_INSTANCE_TYPE: Final = "ml.t2.medium"
+_INSTANCE_DEFAULTS: Final = {"instance_type": HOSTING_INSTANCE_TYPE, "initial_instance_count": 1}
+
+# The validation context of a manifest read back from a run record (`stored_manifest`): it passed every
+# check when its run was validated, so the instance types are not looked up again in botocore's models
+# (which cost a service model's load on every read, and may differ with another botocore).
+_STORED: Final = "sagedock.stored"
 
 
 _TOML_KINDS: Final = {
@@ -103,9 +114,11 @@ def _matching(pattern: re.Pattern[str], what: str, hint: str) -> AfterValidator:
     return AfterValidator(check)
 
 
-def _offered(kind: str) -> AfterValidator:
-    def check(value: str) -> str:
-        problem = limits.unknown_instance_type(value, kind=kind)
+def _offered(kind: str, example: str) -> AfterValidator:
+    def check(value: str, info: ValidationInfo) -> str:
+        if isinstance(info.context, Mapping) and info.context.get(_STORED):
+            return value
+        problem = limits.unknown_instance_type(value, kind=kind, example=example)
         if problem:
             raise ValueError(problem)
         return value
@@ -152,10 +165,10 @@ def _channel_source(value: str) -> str:
 Text = Annotated[str, Field(min_length=1)]
 ScalarValue = Annotated[Scalar, PlainValidator(_scalar)]
 InstanceType = Annotated[
-    str, _matching(_INSTANCE_TYPE, "SageMaker instance type", "use one like 'ml.m5.large'")
+    str, _matching(_INSTANCE_TYPE, "SageMaker instance type", f"use one like {TRAINING_INSTANCE_TYPE!r}")
 ]
-TrainingInstanceType = Annotated[InstanceType, _offered("training")]
-HostingInstanceType = Annotated[InstanceType, _offered("hosting")]
+TrainingInstanceType = Annotated[InstanceType, _offered("training", TRAINING_INSTANCE_TYPE)]
+HostingInstanceType = Annotated[InstanceType, _offered("hosting", HOSTING_INSTANCE_TYPE)]
 EndpointName = Annotated[
     str,
     _matching(
@@ -216,7 +229,7 @@ class TrainConfig(_Section):
     bucket or a full s3:// URI; None (no `channels` key) until validate resolves them by the SDK's
     convention (the module docstring)."""
 
-    instance_type: TrainingInstanceType = "ml.m5.large"
+    instance_type: TrainingInstanceType = TRAINING_INSTANCE_TYPE
     instance_count: int = Field(default=1, gt=0)
     volume_size_gb: int = Field(default=30, gt=0)
     max_runtime_seconds: int = Field(default=3600, gt=0, le=MAX_RUNTIME_SECONDS)
@@ -338,6 +351,35 @@ def validate_manifest(data: dict[str, Any]) -> Manifest:
         return Manifest.model_validate(data)
     except ValidationError as exc:
         raise ManifestInvalid("; ".join(_problems(exc))) from exc
+
+
+def stored_manifest(data: Mapping[str, Any], *, project: str) -> Manifest:
+    """A manifest read back from a run record (a JSON map), as any version of sagedock wrote it.
+
+    A key or section an older version did not write takes its default here; `deploy.endpoint_name`, absent
+    or null, is the project's. Older versions also stored the default instance settings next to
+    `serverless`, which ignored them: they are dropped. The instance types are not looked up again (the
+    run's validate did: `_STORED`). A map that is not a manifest raises pydantic's ValidationError.
+    """
+    record = dict(data)
+    deploy = record.get("deploy")
+    deploy = dict(deploy) if isinstance(deploy, Mapping) else {} if deploy is None else deploy
+    if isinstance(deploy, dict):
+        if deploy.get("endpoint_name") is None:
+            deploy["endpoint_name"] = project
+        if deploy.get("serverless") is not None:
+            for name in _INSTANCE_DEFAULTS:
+                deploy.pop(name, None)
+    record["deploy"] = deploy
+    for section in ("build", "train"):
+        if record.get(section) is None:
+            record.pop(section, None)
+    return Manifest.model_validate(record, context={_STORED: True})
+
+
+def default_manifest(project: str) -> Manifest:
+    """The manifest of a bundle without sagedock.toml (what a run without a recorded manifest follows)."""
+    return stored_manifest({}, project=project)
 
 
 def _fill_project_defaults(data: dict[str, Any], project: str) -> None:
