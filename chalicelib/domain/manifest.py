@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 import posixpath
 import re
-import tomllib
 from collections.abc import Mapping
 from typing import Annotated, Any, Final, Literal, get_args
 
@@ -64,10 +63,10 @@ TRAINING_INSTANCE_TYPE: Final = "ml.m5.large"
 HOSTING_INSTANCE_TYPE: Final = "ml.t2.medium"
 _INSTANCE_DEFAULTS: Final = {"instance_type": HOSTING_INSTANCE_TYPE, "initial_instance_count": 1}
 
-# The validation context of a manifest read back from a run record (`stored_manifest`): it passed every
-# check when its run was validated, so the instance types are not looked up again in botocore's models
-# (which cost a service model's load on every read, and may differ with another botocore).
-_STORED: Final = "sagedock.stored"
+# The validation context of a manifest a user wrote (`parse_manifest`, `validate_manifest`): only then are
+# the instance types looked up in botocore's SageMaker model. A run record's manifest passed that check when
+# its run was validated; reading it back must neither load a service model nor depend on this botocore.
+_CHECK_INSTANCE_TYPES: Final = "sagedock.check_instance_types"
 
 
 _TOML_KINDS: Final = {
@@ -116,7 +115,7 @@ def _matching(pattern: re.Pattern[str], what: str, hint: str) -> AfterValidator:
 
 def _offered(kind: str, example: str) -> AfterValidator:
     def check(value: str, info: ValidationInfo) -> str:
-        if isinstance(info.context, Mapping) and info.context.get(_STORED):
+        if not (isinstance(info.context, Mapping) and info.context.get(_CHECK_INSTANCE_TYPES)):
             return value
         problem = limits.unknown_instance_type(value, kind=kind, example=example)
         if problem:
@@ -333,13 +332,15 @@ def parse_manifest(text: str | bytes | None, *, project: str) -> Manifest:
             raise ManifestInvalid(
                 f"{MANIFEST_NAME} is not UTF-8 text (bad byte at offset {exc.start}): save it as UTF-8"
             ) from exc
+    import tomllib  # here: a handler that only reads runs never parses TOML
+
     try:
         data = tomllib.loads(text or "")
     except tomllib.TOMLDecodeError as exc:
         raise ManifestInvalid(f"{MANIFEST_NAME} is not valid TOML: {exc}") from exc
     _fill_project_defaults(data, project)
     try:
-        return Manifest.model_validate(data)
+        return Manifest.model_validate(data, context={_CHECK_INSTANCE_TYPES: True})
     except ValidationError as exc:
         found = _problems(exc)
         raise ManifestInvalid(f"invalid {MANIFEST_NAME}: " + "; ".join(found), problems=found) from exc
@@ -348,33 +349,36 @@ def parse_manifest(text: str | bytes | None, *, project: str) -> Manifest:
 def validate_manifest(data: dict[str, Any]) -> Manifest:
     """Validate a manifest as a run stores it (JSON, defaults filled); ManifestInvalid as parse_manifest."""
     try:
-        return Manifest.model_validate(data)
+        return Manifest.model_validate(data, context={_CHECK_INSTANCE_TYPES: True})
     except ValidationError as exc:
         raise ManifestInvalid("; ".join(_problems(exc))) from exc
 
 
 def stored_manifest(data: Mapping[str, Any], *, project: str) -> Manifest:
-    """A manifest read back from a run record (a JSON map), as any version of sagedock wrote it.
+    """A manifest read back from a run record (a JSON map), as any version of sagedock wrote it; a map that
+    is not a manifest raises pydantic's ValidationError. Run validates its field the same way."""
+    return Manifest.model_validate(upgraded(data, project=project))
 
-    A key or section an older version did not write takes its default here; `deploy.endpoint_name`, absent
-    or null, is the project's. Older versions also stored the default instance settings next to
-    `serverless`, which ignored them: they are dropped. The instance types are not looked up again (the
-    run's validate did: `_STORED`). A map that is not a manifest raises pydantic's ValidationError.
+
+def upgraded(data: Mapping[str, Any], *, project: str) -> dict[str, Any]:
+    """A stored manifest map in the form this version reads.
+
+    A key or section an older version did not write takes its default when validated; `deploy.endpoint_name`,
+    absent or null, is the project's. Older versions also stored the default instance settings next to
+    `serverless`, which ignored them: they are dropped. The instance types are not looked up again
+    (`_CHECK_INSTANCE_TYPES`).
     """
-    record = dict(data)
-    deploy = record.get("deploy")
-    deploy = dict(deploy) if isinstance(deploy, Mapping) else {} if deploy is None else deploy
-    if isinstance(deploy, dict):
+    record = {name: value for name, value in data.items() if value is not None}
+    deploy = record.get("deploy", {})
+    if isinstance(deploy, Mapping):
+        deploy = dict(deploy)
         if deploy.get("endpoint_name") is None:
             deploy["endpoint_name"] = project
         if deploy.get("serverless") is not None:
             for name in _INSTANCE_DEFAULTS:
                 deploy.pop(name, None)
     record["deploy"] = deploy
-    for section in ("build", "train"):
-        if record.get(section) is None:
-            record.pop(section, None)
-    return Manifest.model_validate(record, context={_STORED: True})
+    return record
 
 
 def default_manifest(project: str) -> Manifest:

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from chalicelib.domain.manifest import Manifest, default_manifest, stored_manifest
+from chalicelib.domain.manifest import Manifest, default_manifest, upgraded
 
 
 class Status(StrEnum):
@@ -169,7 +169,7 @@ class Run(_Model):
     def _read_stored_manifest(cls, value: Any, info: ValidationInfo) -> Any:
         """A stored map (whatever version wrote it) becomes the Manifest, defaults filled in."""
         if isinstance(value, Mapping):
-            return stored_manifest(value, project=str(info.data.get("project", "")))
+            return upgraded(value, project=str(info.data.get("project", "")))
         return value
 
     def effective_manifest(self) -> Manifest:

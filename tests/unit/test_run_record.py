@@ -5,6 +5,9 @@ next to its instance defaults) reads back with the defaults filled in."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +28,8 @@ from tests.run_records import (
     with_manifest,
 )
 from tests.settings_env import REQUIRED
+
+ROOT = Path(__file__).resolve().parents[2]
 
 # --- a record as stored today ---------------------------------------------------------------------------
 
@@ -184,3 +189,19 @@ def test_runs_built_in_code_take_a_manifest_or_its_map() -> None:
     fields: dict[str, Any] = {k: v for k, v in RECORD_TODAY.items() if k != "manifest"}
     assert Run.model_validate({**fields, "manifest": manifest}).manifest is manifest
     assert Run.model_validate({**fields, "manifest": manifest.model_dump(mode="json")}).manifest == manifest
+
+
+def test_reading_a_run_loads_no_aws_sdk() -> None:
+    # Given a fresh interpreter (a Lambda that only reads runs, as the API's GET /runs does)
+    probe = (
+        "import json, sys; from tests.run_records import RECORD_TODAY; "
+        "from chalicelib.domain.models import Run; "
+        "run = Run.model_validate(json.loads(json.dumps(RECORD_TODAY))); "
+        "assert run.manifest is not None and run.manifest.train.instance_type == 'ml.m5.xlarge'; "
+        "print(sorted(m for m in ('boto3', 'botocore', 'tomllib') if m in sys.modules))"
+    )
+    # When a record is read, then neither botocore's instance lists nor a TOML parser came with it
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert result.stdout.strip() == "[]"
