@@ -156,7 +156,7 @@ class Run(_Model):
     error: RunError | None = None
     attempt: int = Field(default=1, ge=1)
     # Recorded when the build starts (validated, channels resolved); None before, and for a run that failed
-    # at validate. The runs table stores it as a JSON map, read back by `stored_manifest`.
+    # at validate. The runs table stores it as a JSON map, read back through `manifest.upgraded`.
     manifest: Manifest | None = None
     retrained_from: str | None = None
     events_recorded: int = Field(default=0, ge=0)
