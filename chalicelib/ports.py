@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from chalicelib.domain.manifest import Manifest
     from chalicelib.domain.models import EndpointState, Run, ScanResult, Status
     from chalicelib.domain.preflight_rules import Problem
+    from chalicelib.domain.rollout import AutoscalingConfig
 
 T = TypeVar("T")
 
@@ -123,7 +124,7 @@ class SageMakerPort(Protocol):
 class AutoScalingPort(Protocol):
     """Application Auto Scaling of an endpoint's variant."""
 
-    def register(self, endpoint: str, variant: str, scaling: dict[str, Any]) -> None: ...
+    def register(self, endpoint: str, variant: str, scaling: AutoscalingConfig) -> None: ...
     def is_scaled(self, endpoint: str, variant: str) -> bool: ...
     def deregister(self, endpoint: str, variant: str) -> bool: ...
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError, ParamValidationError
 
@@ -12,6 +12,8 @@ from chalicelib.domain import rollout
 if TYPE_CHECKING:
     from mypy_boto3_application_autoscaling import ApplicationAutoScalingClient
 
+    from chalicelib.domain.rollout import AutoscalingConfig
+
 
 class AutoScaling:
     """Registers and deregisters variants; both are idempotent (register and put replace, a missing target
@@ -20,7 +22,7 @@ class AutoScaling:
     def __init__(self, client: ApplicationAutoScalingClient) -> None:
         self._client = client
 
-    def register(self, endpoint: str, variant: str, scaling: dict[str, Any]) -> None:
+    def register(self, endpoint: str, variant: str, scaling: AutoscalingConfig) -> None:
         """Make the variant a scalable target with sagedock's target tracking policy (or update both)."""
         doing = f"registering autoscaling of {endpoint}/{variant}"
         try:

@@ -36,14 +36,15 @@ class InstanceTypes:
     source: str
 
 
-def unknown_instance_type(value: str, *, kind: str, known: InstanceTypes) -> str | None:
-    """Why SageMaker would refuse `value` as a `kind` ("training" or "hosting") instance type, or None."""
+def unknown_instance_type(value: str, *, kind: str, known: InstanceTypes, example: str) -> str | None:
+    """Why SageMaker would refuse `value` as a `kind` ("training" or "hosting") instance type, or None;
+    `example` is the type the message suggests when the family offers none alike."""
     allowed = known.training if kind == "training" else known.hosting
     if value in allowed:
         return None
     family = value.rsplit(".", 1)[0] + "."
     similar = sorted(t for t in allowed if t.startswith(family))[:6]
-    hint = f"this family offers {', '.join(similar)}" if similar else "e.g. ml.m5.large"
+    hint = f"this family offers {', '.join(similar)}" if similar else f"e.g. {example}"
     return (
         f"{value!r} is not a SageMaker {kind} instance type ({hint}; list from {known.source}: if AWS "
         "added the type since, upgrade botocore)"

@@ -20,8 +20,7 @@ from __future__ import annotations
 import math
 import posixpath
 import re
-import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Final, Literal, get_args
 
 from pydantic import (
@@ -62,10 +61,14 @@ Scalar = str | int | float | bool
 # only when the manifest names an instance type. Whoever validates a manifest a user wrote hands it in (the
 # bundle's inspection, `sagedock check`: the lists come from botocore, chalicelib/adapters/instance_types.py);
 # without it only an instance type's form is checked, as for a manifest read back from a run (checked when
-# its bundle was uploaded).
+# its bundle was uploaded): reading a run neither loads a service model nor depends on this botocore.
 INSTANCE_TYPES: Final = "instance_types"
 
-_INSTANCE_DEFAULTS: Final = {"instance_type": "ml.t2.medium", "initial_instance_count": 1}
+# The instance defaults, stated once: TrainConfig's field takes the first, DeployConfig fills in the others
+# (its instance settings are None on a serverless endpoint); messages name them as examples.
+TRAINING_INSTANCE_TYPE: Final = "ml.m5.large"
+HOSTING_INSTANCE_TYPE: Final = "ml.t2.medium"
+_INSTANCE_DEFAULTS: Final = {"instance_type": HOSTING_INSTANCE_TYPE, "initial_instance_count": 1}
 
 
 _TOML_KINDS: Final = {
@@ -112,10 +115,12 @@ def _matching(pattern: re.Pattern[str], what: str, hint: str) -> AfterValidator:
     return AfterValidator(check)
 
 
-def _offered(kind: str) -> AfterValidator:
+def _offered(kind: str, example: str) -> AfterValidator:
     def check(value: str, info: ValidationInfo) -> str:
-        lists = (info.context or {}).get(INSTANCE_TYPES)
-        problem = limits.unknown_instance_type(value, kind=kind, known=lists()) if lists else None
+        lists = info.context.get(INSTANCE_TYPES) if isinstance(info.context, Mapping) else None
+        if not lists:
+            return value
+        problem = limits.unknown_instance_type(value, kind=kind, known=lists(), example=example)
         if problem:
             raise ValueError(problem)
         return value
@@ -162,10 +167,10 @@ def _channel_source(value: str) -> str:
 Text = Annotated[str, Field(min_length=1)]
 ScalarValue = Annotated[Scalar, PlainValidator(_scalar)]
 InstanceType = Annotated[
-    str, _matching(_INSTANCE_TYPE, "SageMaker instance type", "use one like 'ml.m5.large'")
+    str, _matching(_INSTANCE_TYPE, "SageMaker instance type", f"use one like {TRAINING_INSTANCE_TYPE!r}")
 ]
-TrainingInstanceType = Annotated[InstanceType, _offered("training")]
-HostingInstanceType = Annotated[InstanceType, _offered("hosting")]
+TrainingInstanceType = Annotated[InstanceType, _offered("training", TRAINING_INSTANCE_TYPE)]
+HostingInstanceType = Annotated[InstanceType, _offered("hosting", HOSTING_INSTANCE_TYPE)]
 EndpointName = Annotated[
     str,
     _matching(
@@ -226,7 +231,7 @@ class TrainConfig(_Section):
     bucket or a full s3:// URI; None (no `channels` key) until validate resolves them by the SDK's
     convention (the module docstring)."""
 
-    instance_type: TrainingInstanceType = "ml.m5.large"
+    instance_type: TrainingInstanceType = TRAINING_INSTANCE_TYPE
     instance_count: int = Field(default=1, gt=0)
     volume_size_gb: int = Field(default=30, gt=0)
     max_runtime_seconds: int = Field(default=3600, gt=0, le=MAX_RUNTIME_SECONDS)
@@ -336,6 +341,8 @@ def parse_manifest(
             raise ManifestInvalid(
                 f"{MANIFEST_NAME} is not UTF-8 text (bad byte at offset {exc.start}): save it as UTF-8"
             ) from exc
+    import tomllib  # here: a handler that only reads runs never parses TOML
+
     try:
         data = tomllib.loads(text or "")
     except tomllib.TOMLDecodeError as exc:
@@ -355,6 +362,38 @@ def validate_manifest(data: dict[str, Any]) -> Manifest:
         return Manifest.model_validate(data)
     except ValidationError as exc:
         raise ManifestInvalid("; ".join(_problems(exc))) from exc
+
+
+def stored_manifest(data: Mapping[str, Any], *, project: str) -> Manifest:
+    """A manifest read back from a run record (a JSON map), as any version of sagedock wrote it; a map that
+    is not a manifest raises pydantic's ValidationError. Run validates its field the same way."""
+    return Manifest.model_validate(upgraded(data, project=project))
+
+
+def upgraded(data: Mapping[str, Any], *, project: str) -> dict[str, Any]:
+    """A stored manifest map in the form this version reads.
+
+    A key or section an older version did not write takes its default when validated; `deploy.endpoint_name`,
+    absent or null, is the project's. Older versions also stored the default instance settings next to
+    `serverless`, which ignored them: they are dropped. The instance types are not looked up again
+    (no `INSTANCE_TYPES` in the context).
+    """
+    record = {name: value for name, value in data.items() if value is not None}
+    deploy = record.get("deploy", {})
+    if isinstance(deploy, Mapping):
+        deploy = dict(deploy)
+        if deploy.get("endpoint_name") is None:
+            deploy["endpoint_name"] = project
+        if deploy.get("serverless") is not None:
+            for name in _INSTANCE_DEFAULTS:
+                deploy.pop(name, None)
+    record["deploy"] = deploy
+    return record
+
+
+def default_manifest(project: str) -> Manifest:
+    """The manifest of a bundle without sagedock.toml (what a run without a recorded manifest follows)."""
+    return stored_manifest({}, project=project)
 
 
 def _fill_project_defaults(data: dict[str, Any], project: str) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from chalicelib.domain.manifest import Manifest, default_manifest, upgraded
 
 
 class Status(StrEnum):
@@ -152,12 +155,26 @@ class Run(_Model):
     stages: tuple[StageEntry, ...] = ()
     error: RunError | None = None
     attempt: int = Field(default=1, ge=1)
-    manifest: dict[str, Any] | None = None
+    # Recorded when the build starts (validated, channels resolved); None before, and for a run that failed
+    # at validate. The runs table stores it as a JSON map, read back through `manifest.upgraded`.
+    manifest: Manifest | None = None
     retrained_from: str | None = None
     events_recorded: int = Field(default=0, ge=0)
     outbox: tuple[PendingEvent, ...] = ()
     scan: ScanResult | None = None
     version: int = Field(default=0, ge=0)
+
+    @field_validator("manifest", mode="before")
+    @classmethod
+    def _read_stored_manifest(cls, value: Any, info: ValidationInfo) -> Any:
+        """A stored map (whatever version wrote it) becomes the Manifest, defaults filled in."""
+        if isinstance(value, Mapping):
+            return upgraded(value, project=str(info.data.get("project", "")))
+        return value
+
+    def effective_manifest(self) -> Manifest:
+        """What the run follows: its manifest, or the defaults when none is recorded yet."""
+        return self.manifest if self.manifest is not None else default_manifest(self.project)
 
     def public(self) -> dict[str, Any]:
         """The JSON form of the API (the lock version and the event outbox are internal)."""

@@ -166,38 +166,36 @@ def _share(percent: int | None, count: int | None, instances: int) -> float:
 
 
 # --- requests ------------------------------------------------------------------------------------------
-def deployment_config(update: dict[str, Any] | None) -> dict[str, Any] | None:
-    """UpdateEndpoint's DeploymentConfig for a [deploy.update] table (as stored on the run), or None."""
-    if not update:
+def deployment_config(update: UpdateConfig | None) -> dict[str, Any] | None:
+    """UpdateEndpoint's DeploymentConfig for a [deploy.update] table, or None (SageMaker's default)."""
+    if update is None:
         return None
-    strategy = str(update.get("strategy", "all_at_once"))
     routing: dict[str, Any] = {
-        "Type": strategy.upper(),
-        "WaitIntervalInSeconds": int(update.get("wait_interval_seconds", 300)),
+        "Type": update.strategy.upper(),
+        "WaitIntervalInSeconds": update.wait_interval_seconds,
     }
-    if strategy == "canary":
-        routing["CanarySize"] = _capacity(update.get("canary_percent"), update.get("canary_instances"))
-    elif strategy == "linear":
-        routing["LinearStepSize"] = _capacity(
-            update.get("linear_step_percent"), update.get("linear_step_instances")
-        )
+    if update.strategy == "canary":
+        routing["CanarySize"] = _capacity(update.canary_percent, update.canary_instances)
+    elif update.strategy == "linear":
+        routing["LinearStepSize"] = _capacity(update.linear_step_percent, update.linear_step_instances)
     policy: dict[str, Any] = {
         "TrafficRoutingConfiguration": routing,
-        "TerminationWaitInSeconds": int(update.get("termination_wait_seconds", 0)),
+        "TerminationWaitInSeconds": update.termination_wait_seconds,
     }
-    if update.get("maximum_execution_timeout_seconds") is not None:
-        policy["MaximumExecutionTimeoutInSeconds"] = int(update["maximum_execution_timeout_seconds"])
+    if update.maximum_execution_timeout_seconds is not None:
+        policy["MaximumExecutionTimeoutInSeconds"] = update.maximum_execution_timeout_seconds
     config: dict[str, Any] = {"BlueGreenUpdatePolicy": policy}
-    alarms = list(update.get("rollback_alarms") or [])
-    if alarms:
-        config["AutoRollbackConfiguration"] = {"Alarms": [{"AlarmName": name} for name in alarms]}
+    if update.rollback_alarms:
+        config["AutoRollbackConfiguration"] = {
+            "Alarms": [{"AlarmName": name} for name in update.rollback_alarms]
+        }
     return config
 
 
-def _capacity(percent: Any, count: Any) -> dict[str, Any]:
+def _capacity(percent: int | None, count: int | None) -> dict[str, Any]:
     if percent is not None:
-        return {"Type": "CAPACITY_PERCENT", "Value": int(percent)}
-    return {"Type": "INSTANCE_COUNT", "Value": int(count)}
+        return {"Type": "CAPACITY_PERCENT", "Value": percent}
+    return {"Type": "INSTANCE_COUNT", "Value": count}
 
 
 def scalable_target_id(endpoint: str, variant: str) -> str:
@@ -210,18 +208,18 @@ def policy_name(endpoint: str, variant: str) -> str:
     return f"sagedock-{endpoint}-{variant}-invocations"
 
 
-def register_request(endpoint: str, variant: str, scaling: dict[str, Any]) -> dict[str, Any]:
+def register_request(endpoint: str, variant: str, scaling: AutoscalingConfig) -> dict[str, Any]:
     """RegisterScalableTarget arguments (the service-linked role is used: no RoleARN)."""
     return {
         "ServiceNamespace": "sagemaker",
         "ResourceId": scalable_target_id(endpoint, variant),
         "ScalableDimension": SCALABLE_DIMENSION,
-        "MinCapacity": int(scaling["min_capacity"]),
-        "MaxCapacity": int(scaling["max_capacity"]),
+        "MinCapacity": scaling.min_capacity,
+        "MaxCapacity": scaling.max_capacity,
     }
 
 
-def policy_request(endpoint: str, variant: str, scaling: dict[str, Any]) -> dict[str, Any]:
+def policy_request(endpoint: str, variant: str, scaling: AutoscalingConfig) -> dict[str, Any]:
     """PutScalingPolicy arguments: target tracking on SageMakerVariantInvocationsPerInstance."""
     return {
         "PolicyName": policy_name(endpoint, variant),
@@ -230,9 +228,9 @@ def policy_request(endpoint: str, variant: str, scaling: dict[str, Any]) -> dict
         "ScalableDimension": SCALABLE_DIMENSION,
         "PolicyType": "TargetTrackingScaling",
         "TargetTrackingScalingPolicyConfiguration": {
-            "TargetValue": float(scaling["target_invocations_per_instance"]),
+            "TargetValue": float(scaling.target_invocations_per_instance),
             "PredefinedMetricSpecification": {"PredefinedMetricType": INVOCATIONS_METRIC},
-            "ScaleInCooldown": int(scaling.get("scale_in_cooldown_seconds", 300)),
-            "ScaleOutCooldown": int(scaling.get("scale_out_cooldown_seconds", 60)),
+            "ScaleInCooldown": scaling.scale_in_cooldown_seconds,
+            "ScaleOutCooldown": scaling.scale_out_cooldown_seconds,
         },
     }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Final
 
 from chalicelib.domain.errors import UpstreamError
 from chalicelib.domain.models import Run, ScanResult
@@ -51,20 +51,15 @@ def _parse(timestamp: str) -> datetime:
     return datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
 
 
-def _build(run: Run) -> dict[str, Any]:
-    build: dict[str, Any] = (run.manifest or {}).get("build", {})
-    return build
-
-
 def required(run: Run, settings: Settings) -> bool:
     """Whether the run waits for the scan: its manifest asks (`[build] scan = true`) or the stage does
     (SAGEDOCK_REQUIRE_IMAGE_SCAN)."""
-    return settings.require_image_scan or bool(_build(run).get("scan", False))
+    return settings.require_image_scan or run.effective_manifest().build.scan
 
 
 def threshold(run: Run) -> str:
     """The lowest severity that fails the run (`[build] scan_fail_severity`, HIGH by default)."""
-    return str(_build(run).get("scan_fail_severity", "HIGH"))
+    return run.effective_manifest().build.scan_fail_severity
 
 
 def blocking(result: ScanResult, fail_at: str) -> dict[str, int]:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
+from chalicelib.domain import manifest, rollout
 from chalicelib.domain.models import Run
 from chalicelib.settings import Settings
+
+if TYPE_CHECKING:
+    from chalicelib.domain.rollout import AutoscalingConfig
 
 VARIANT_NAME = "AllTraffic"
 
@@ -21,19 +26,13 @@ def _vpc(settings: Settings) -> dict[str, Any]:
     return {"SecurityGroupIds": list(settings.security_group_ids), "Subnets": list(settings.subnet_ids)}
 
 
-def hyperparameter_strings(values: dict[str, Any]) -> dict[str, str]:
+def hyperparameter_strings(values: Mapping[str, manifest.Scalar]) -> dict[str, str]:
     """SageMaker takes hyperparameters as strings only, written as the manifest's own `as_string` does."""
-    from chalicelib.domain.manifest import (
-        as_string,  # imported here: only the training request needs the manifest
-    )
-
-    return {name: as_string(value) for name, value in values.items()}
+    return {name: manifest.as_string(value) for name, value in values.items()}
 
 
 def channel_uri(settings: Settings, location: str) -> str:
     """A channel is a key prefix in the data bucket or a full s3:// URI (the manifest's own rule)."""
-    from chalicelib.domain import manifest  # imported here: only the training request needs the manifest
-
     return manifest.channel_uri(settings.data_bucket, location)
 
 
@@ -44,7 +43,7 @@ def output_path(settings: Settings, run: Run) -> str:
 
 def training_job_request(run: Run, settings: Settings, *, job_name: str, image_uri: str) -> dict[str, Any]:
     """CreateTrainingJob arguments: the image by digest, with the manifest's resources and inputs."""
-    train = (run.manifest or {}).get("train", {})
+    train = run.effective_manifest().train
     algorithm: dict[str, Any] = {"TrainingImage": image_uri, "TrainingInputMode": "File"}
     request: dict[str, Any] = {
         "TrainingJobName": job_name,
@@ -52,12 +51,12 @@ def training_job_request(run: Run, settings: Settings, *, job_name: str, image_u
         "RoleArn": settings.sagemaker_role_arn,
         "OutputDataConfig": {"S3OutputPath": output_path(settings, run)},
         "ResourceConfig": {
-            "InstanceType": train.get("instance_type", "ml.m5.large"),
-            "InstanceCount": int(train.get("instance_count", 1)),
-            "VolumeSizeInGB": int(train.get("volume_size_gb", 30)),
+            "InstanceType": train.instance_type,
+            "InstanceCount": train.instance_count,
+            "VolumeSizeInGB": train.volume_size_gb,
         },
-        "StoppingCondition": {"MaxRuntimeInSeconds": int(train.get("max_runtime_seconds", 3600))},
-        "HyperParameters": hyperparameter_strings(train.get("hyperparameters", {})),
+        "StoppingCondition": {"MaxRuntimeInSeconds": train.max_runtime_seconds},
+        "HyperParameters": hyperparameter_strings(train.hyperparameters),
         "Tags": _tags(run),
     }
     channels = [
@@ -71,9 +70,11 @@ def training_job_request(run: Run, settings: Settings, *, job_name: str, image_u
                 }
             },
         }
-        for name, location in sorted(train.get("channels", {}).items())
+        for name, location in sorted((train.channels or {}).items())
     ]
-    if channels:  # `channels = {}` in the manifest: a job with no input data (SageMaker wants no empty list)
+    # `channels = {}` in the manifest: a job with no input data (SageMaker wants no empty list). None only on
+    # a run recorded before validate resolved them, which never reaches training.
+    if channels:
         request["InputDataConfig"] = channels
     if settings.private_mode:
         algorithm["TrainingImageConfig"] = {
@@ -107,59 +108,47 @@ def model_request(run: Run, settings: Settings, *, model_name: str, model_artifa
 
 
 def endpoint_name(run: Run) -> str:
-    """The manifest's endpoint name, or the project's."""
-    deploy = (run.manifest or {}).get("deploy", {})
-    return str(deploy.get("endpoint_name") or run.project)
+    """The manifest's endpoint name (the project's by default)."""
+    return run.effective_manifest().deploy.endpoint_name
 
 
 def deploy_enabled(run: Run) -> bool:
     """Whether the run deploys after training (deploy.enabled, true by default)."""
-    return bool((run.manifest or {}).get("deploy", {}).get("enabled", True))
+    return run.effective_manifest().deploy.enabled
 
 
 def endpoint_config_request(run: Run, *, config_name: str, model_name: str) -> dict[str, Any]:
     """CreateEndpointConfig arguments: instances with a startup health timeout, or serverless."""
-    deploy = (run.manifest or {}).get("deploy", {})
+    deploy = run.effective_manifest().deploy
     variant: dict[str, Any] = {"VariantName": VARIANT_NAME, "ModelName": model_name}
-    serverless = deploy.get("serverless")
-    if serverless:
+    if deploy.serverless is not None:
         variant["ServerlessConfig"] = {
-            "MemorySizeInMB": int(serverless["memory_size_mb"]),
-            "MaxConcurrency": int(serverless["max_concurrency"]),
+            "MemorySizeInMB": deploy.serverless.memory_size_mb,
+            "MaxConcurrency": deploy.serverless.max_concurrency,
         }
     else:
-        variant["InstanceType"] = deploy.get("instance_type", "ml.t2.medium")
-        variant["InitialInstanceCount"] = int(deploy.get("initial_instance_count", 1))
-        variant["ContainerStartupHealthCheckTimeoutInSeconds"] = int(
-            deploy.get("startup_health_timeout_seconds", 600)
-        )
+        variant["InstanceType"] = deploy.instance_type
+        variant["InitialInstanceCount"] = deploy.initial_instance_count
+        variant["ContainerStartupHealthCheckTimeoutInSeconds"] = deploy.startup_health_timeout_seconds
     return {"EndpointConfigName": config_name, "ProductionVariants": [variant], "Tags": _tags(run)}
-
-
-def _deploy(run: Run) -> dict[str, Any]:
-    deploy: dict[str, Any] = (run.manifest or {}).get("deploy", {})
-    return deploy
 
 
 def instance_type(run: Run) -> str | None:
     """The instance type the run's endpoint config asks for (None: serverless)."""
-    deploy = _deploy(run)
-    return None if deploy.get("serverless") else str(deploy.get("instance_type", "ml.t2.medium"))
+    return run.effective_manifest().deploy.instance_type
 
 
 def deployment_config(run: Run) -> dict[str, Any] | None:
     """UpdateEndpoint's DeploymentConfig for the run's [deploy.update] (None: SageMaker's default)."""
-    from chalicelib.domain.rollout import deployment_config as build
-
-    return build(_deploy(run).get("update"))
+    return rollout.deployment_config(run.effective_manifest().deploy.update)
 
 
 def rollback_alarms(run: Run) -> list[str]:
     """The alarms whose ALARM state rolls the run's endpoint update back."""
-    return list((_deploy(run).get("update") or {}).get("rollback_alarms") or [])
+    update = run.effective_manifest().deploy.update
+    return list(update.rollback_alarms) if update is not None else []
 
 
-def autoscaling(run: Run) -> dict[str, Any] | None:
+def autoscaling(run: Run) -> AutoscalingConfig | None:
     """The run's [deploy.autoscaling] table, or None."""
-    scaling: dict[str, Any] | None = _deploy(run).get("autoscaling")
-    return scaling
+    return run.effective_manifest().deploy.autoscaling

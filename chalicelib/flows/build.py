@@ -22,7 +22,7 @@ FAILED_BUILD_STATUSES = frozenset({"FAILED", "STOPPED", "FAULT", "TIMED_OUT"})
 
 def build_environment(svc: Services, run: Run, repository_uri: str) -> tuple[dict[str, str], dict[str, str]]:
     """The buildspec's variables (docs/buildspec.md) and, in private mode, its secret references."""
-    build = (run.manifest or {}).get("build", {})
+    build = run.effective_manifest().build
     registry, _, repository = repository_uri.partition("/")
     env = {
         "RUN_ID": run.run_id,
@@ -31,8 +31,8 @@ def build_environment(svc: Services, run: Run, repository_uri: str) -> tuple[dic
         "IMAGE_REPO_URI": repository_uri,
         "REGISTRY": registry,
         "IMAGE_TAG": run.run_id,
-        "DOCKERFILE": str(build.get("dockerfile", "Dockerfile")),
-        "BUILD_ARGS": json.dumps(build.get("build_args", {}), sort_keys=True),
+        "DOCKERFILE": build.dockerfile,
+        "BUILD_ARGS": json.dumps(build.build_args, sort_keys=True),
         # A private registry may refuse to overwrite a tag: cache only where the tag is known mutable.
         "CACHE_TAG": "" if svc.settings.private_mode else names.CACHE_TAG,
     }

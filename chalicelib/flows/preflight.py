@@ -57,7 +57,7 @@ def check_channels(svc: Services, request: Mapping[str, Any]) -> None:
 
 # --- at deploy: the endpoint is still this project's -----------------------------------------------------
 def _claims(run: Run) -> bool:
-    return bool((run.manifest or {}).get("deploy", {}).get("claim_endpoint", False))
+    return run.effective_manifest().deploy.claim_endpoint
 
 
 def check_endpoint(svc: Services, run: Run, endpoint: str) -> None:

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from chalicelib.domain import names
 from chalicelib.domain.errors import BadRequest, Conflict, ManifestInvalid, NotFound
-from chalicelib.domain.manifest import parse_manifest, validate_manifest
+from chalicelib.domain.manifest import Manifest, validate_manifest
 from chalicelib.domain.models import Run, RunError, SourceRef, Stage, StageEntry, Status
 from chalicelib.flows.outcomes import Advanced, Failed, Ignored, Outcome
 from chalicelib.observability import count, logger
@@ -55,7 +55,7 @@ def latest_success(svc: Services, project: str) -> Run:
     )
 
 
-def validated_manifest(parent: Run, request: RetrainRequest) -> dict[str, Any]:
+def validated_manifest(parent: Run, request: RetrainRequest) -> Manifest:
     """The parent's manifest with the request's overrides, validated by the manifest's own rules."""
     extra = sorted(set(request.model_extra or {}))
     if extra:
@@ -64,9 +64,7 @@ def validated_manifest(parent: Run, request: RetrainRequest) -> dict[str, Any]:
             code="InvalidRetrainRequest",
         )
     # A run records its manifest when its build starts, so a SUCCEEDED run has one; the defaults otherwise.
-    manifest: dict[str, Any] = parent.manifest or parse_manifest(None, project=parent.project).model_dump(
-        mode="json"
-    )
+    manifest = parent.effective_manifest().model_dump(mode="json")
     train = dict(manifest.get("train") or {})
     if train.get("channels") is None:
         # Only a run recorded before validate resolved its channels has none: the convention's usual one.
@@ -82,12 +80,12 @@ def validated_manifest(parent: Run, request: RetrainRequest) -> dict[str, Any]:
         deploy["enabled"] = request.deploy
     merged = {**manifest, "train": train, "deploy": deploy}
     try:
-        return validate_manifest(merged).model_dump(mode="json")
+        return validate_manifest(merged)
     except ManifestInvalid as exc:
         raise BadRequest(f"invalid override: {exc.message}", code="InvalidRetrainRequest") from exc
 
 
-def _retrain_run(run_id: str, parent: Run, manifest: dict[str, Any], now: str) -> Run:
+def _retrain_run(run_id: str, parent: Run, manifest: Manifest, now: str) -> Run:
     """The new run, TRAINING on the parent's image (validate done, train open)."""
     job = names.training_job_name(run_id, 1)
     assert parent.image is not None

@@ -8,7 +8,7 @@ can act on; only transient AWS errors are raised, so that Lambda retries the eve
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from chalicelib.domain import names
 from chalicelib.domain import statemachine as sm
@@ -22,6 +22,7 @@ from chalicelib.observability import count, logger
 
 if TYPE_CHECKING:
     from chalicelib.domain.event_models import ObjectCreated
+    from chalicelib.domain.manifest import Manifest
     from chalicelib.services import Services
 
 
@@ -68,7 +69,7 @@ def bundle_uploaded(event: ObjectCreated, svc: Services) -> Outcome:
     return start_build(svc, run.model_copy(update={"manifest": manifest}))
 
 
-def validate(svc: Services, run: Run) -> dict[str, Any]:
+def validate(svc: Services, run: Run) -> Manifest:
     """The run's manifest, resolved, once its name, its zip and the world pass (BundleRejected if not)."""
     if not names.is_valid_project(run.project):
         raise BundleRejected(
@@ -93,6 +94,4 @@ def validate(svc: Services, run: Run) -> dict[str, Any]:
         )
     except (NotFound, Conflict, UpstreamError) as exc:
         raise BundleRejected(f"the bundle could not be read: {exc.message}", code="UnreadableBundle") from exc
-    resolved = preflight.check_run(svc, run.run_id, run.project, run.attempt, report.manifest)
-    manifest: dict[str, Any] = resolved.model_dump(mode="json")
-    return manifest
+    return preflight.check_run(svc, run.run_id, run.project, run.attempt, report.manifest)

@@ -9,7 +9,8 @@ import pytest
 from chalicelib.domain.errors import BadRequest
 from chalicelib.domain.manifest import parse_manifest
 from chalicelib.domain.models import Run, SourceRef, Status
-from chalicelib.flows.retrain import RetrainRequest, validated_manifest
+from chalicelib.flows.retrain import RetrainRequest
+from chalicelib.flows.retrain import validated_manifest as typed_manifest
 
 MANIFEST = b"""
 [train]
@@ -29,6 +30,11 @@ def parent(manifest: dict[str, Any] | None) -> Run:
         updated_at="2026-11-21T12:00:00.000Z",
         manifest=manifest,
     )
+
+
+def validated_manifest(parent: Run, request: RetrainRequest) -> dict[str, Any]:
+    """The retrain's manifest as its run stores it (and GET /runs/{id} shows it)."""
+    return typed_manifest(parent, request).model_dump(mode="json")
 
 
 def stored() -> dict[str, Any]:

@@ -17,7 +17,7 @@ from chalicelib.adapters import clients as aws
 from chalicelib.domain import rollout
 from chalicelib.domain import scan_rules as scangate
 from chalicelib.domain.errors import ManifestInvalid, SettingsError
-from chalicelib.domain.manifest import parse_manifest
+from chalicelib.domain.manifest import DeployConfig, parse_manifest
 from chalicelib.domain.models import ImageRef, Run, ScanResult, SourceRef, Status
 from chalicelib.settings import load_settings
 from tests.settings_env import PRIVATE, REQUIRED
@@ -37,9 +37,8 @@ def problems_of(service: str, operation: str, request: dict[str, Any]) -> str:
     return str(report.generate_report()) if report.has_errors() else ""
 
 
-def deploy_of(toml: str) -> dict[str, Any]:
-    deploy: dict[str, Any] = parse_manifest(toml, project="iris").model_dump(mode="json")["deploy"]
-    return deploy
+def deploy_of(toml: str) -> DeployConfig:
+    return parse_manifest(toml, project="iris").deploy
 
 
 def refused(toml: str) -> str:
@@ -64,7 +63,7 @@ rollback_alarms = ["iris-5xx", "iris-latency"]
 
 def test_a_canary_update_becomes_a_blue_green_policy_sagemaker_accepts() -> None:
     # Given a canary of 25% with two rollback alarms
-    config = rollout.deployment_config(deploy_of(CANARY)["update"])
+    config = rollout.deployment_config(deploy_of(CANARY).update)
 
     # Then UpdateEndpoint gets the traffic routing, the waits and the alarms
     assert config == {
@@ -110,7 +109,7 @@ def test_a_canary_update_becomes_a_blue_green_policy_sagemaker_accepts() -> None
     ],
 )
 def test_each_strategy_is_a_valid_traffic_routing(table: str, routing: dict[str, Any]) -> None:
-    update = deploy_of(f"[deploy]\ninitial_instance_count = 4\n[deploy.update]\n{table}\n")["update"]
+    update = deploy_of(f"[deploy]\ninitial_instance_count = 4\n[deploy.update]\n{table}\n").update
     config = rollout.deployment_config(update)
     assert config is not None
     assert config["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"] == routing
@@ -120,7 +119,7 @@ def test_each_strategy_is_a_valid_traffic_routing(table: str, routing: dict[str,
 
 
 def test_no_update_table_means_sagemakers_default_update() -> None:
-    assert deploy_of("")["update"] is None
+    assert deploy_of("").update is None
     assert rollout.deployment_config(None) is None
 
 
@@ -210,7 +209,8 @@ scale_out_cooldown_seconds = 30
 
 
 def test_autoscaling_registers_the_variant_with_target_tracking_on_invocations() -> None:
-    scaling = deploy_of(SCALING)["autoscaling"]
+    scaling = deploy_of(SCALING).autoscaling
+    assert scaling is not None
     register = rollout.register_request("iris", "AllTraffic", scaling)
     policy = rollout.policy_request("iris", "AllTraffic", scaling)
     assert register == {
