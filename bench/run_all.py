@@ -17,6 +17,7 @@ BENCHMARKS = [
     "bench_preflight.py",
     "bench_run_events.py",
     "bench_container_mode.py",
+    "bench_sandbox.py",
 ]
 
 
