@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import http.client
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -169,3 +171,54 @@ def _cmdline(pid: str) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
     except OSError:
         return ""
+
+
+def _unprivileged_python() -> str | None:
+    """A Python an unprivileged user may run (a virtualenv under /root is not one)."""
+    for candidate in ("/usr/bin/python3", "/usr/local/bin/python3"):
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="as a user, every sandbox test here already runs unprivileged")
+def test_an_unprivileged_user_gets_the_same_sandbox_through_a_user_namespace(tmp_path: Path) -> None:
+    # Given a user with no privilege (nobody), a Python it may run, and the sandbox init where it may read it
+    python, setpriv = _unprivileged_python(), shutil.which("setpriv")
+    if python is None or setpriv is None:
+        pytest.skip("no Python or setpriv an unprivileged user can run")
+    shared = Path(tempfile.mkdtemp(prefix="sagedock-unprivileged-"))
+    try:
+        shared.chmod(0o755)
+        init = shared / "sandbox_init.py"
+        shutil.copy(sandbox.INIT, init)
+        opt_ml = shared / "opt_ml"
+        opt_ml.mkdir()
+        os.chown(opt_ml, 65534, 65534)
+        (shared / "sandbox").mkdir()
+        os.chown(shared / "sandbox", 65534, 65534)
+        command = sandbox.prepare(
+            shared / "sandbox",
+            mounts=[sandbox.tmpfs("/tmp"), sandbox.bind("/opt/ml", opt_ml)],
+            argv=["/bin/sh", "-c", "id -u; echo mine > /tmp/x; cat /tmp/x; echo seen > /opt/ml/seen; exit 4"],
+            env={"PATH": "/usr/bin:/bin"},
+            cwd="/",
+            user=True,
+        )
+        # When it runs a program in a sandbox
+        done = subprocess.run(
+            [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", python, str(init), command[-1]],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        # Then the program is root inside (only that user mapped), has its own /tmp, writes its /opt/ml as
+        # that user, and its exit status comes back
+        assert done.returncode == 4, done.stderr
+        assert done.stdout.split() == ["0", "mine"]
+        assert not (shared / "sandbox" / "root" / "tmp" / "x").exists()
+        assert (opt_ml / "seen").read_text() == "seen\n"
+        assert (opt_ml / "seen").stat().st_uid == 65534
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
