@@ -8,20 +8,24 @@ is not installed."""
 from __future__ import annotations
 
 import http.client
-import io
 import os
 import shutil
 import socket
 import stat
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
-from localcloud import BUNDLES, ROOT, LocalCloudProcess, start_local_cloud, stop_local_cloud, wait_until
+from localcloud import (
+    ROOT,
+    LocalCloudProcess,
+    classic_bundle,
+    start_local_cloud,
+    stop_local_cloud,
+    wait_until,
+)
 
 from sagedock import sandbox
-from sagedock.commands.submit import zip_directory
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -48,8 +52,8 @@ WATCHED = (
     "/opt/program",
     "/tmp/gunicorn.sock",
     "/tmp/nginx.pid",
+    "/run/nginx.pid",
 )
-WATCHED += ("/run/nginx.pid",)
 
 
 def _skip_reason() -> str | None:
@@ -59,21 +63,6 @@ def _skip_reason() -> str | None:
     if shutil.which("nginx", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin") is None:
         return "the classic bundle's serve runs nginx: apt-get install nginx-light"
     return None
-
-
-def _classic(manifest: str | None = None) -> bytes:
-    data = zip_directory(BUNDLES / "classic-byoc")
-    if manifest is None:
-        return data
-    out = io.BytesIO()
-    with (
-        zipfile.ZipFile(io.BytesIO(data)) as source,
-        zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target,
-    ):
-        for item in source.infolist():
-            target.writestr(item, source.read(item))
-        target.writestr("sagedock.toml", manifest)
-    return out.getvalue()
 
 
 # ---------------------------------------------------------------- the host, as seen from outside
@@ -116,6 +105,13 @@ def _listening(net: str = "/proc/net") -> dict[int, str]:
     return found
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").replace("\0", " ")
+    except OSError:
+        return ""
+
+
 def _children(pid: int) -> list[int]:
     found: list[int] = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
@@ -154,11 +150,13 @@ def _socket_inodes(pids: list[int]) -> set[int]:
 
 
 def _named(*names: str) -> set[int]:
-    """The processes on this machine running one of `names`."""
+    """The processes of this machine's PID namespace running one of `names` (not those of containers,
+    nor those of a sandbox: they end with it)."""
     found = set()
+    ours = os.readlink("/proc/self/ns/pid")
     for comm in Path("/proc").glob("[0-9]*/comm"):
         try:
-            if comm.read_text().strip() in names:
+            if comm.read_text().strip() in names and os.readlink(comm.parent / "ns" / "pid") == ours:
                 found.add(int(comm.parent.name))
         except OSError:
             continue
@@ -197,9 +195,13 @@ class Sandboxed:
             connection.close()
 
 
-def _started(pid: int) -> int:
-    """When a process started (clock ticks since boot): orders processes, tells a reused pid apart."""
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+def _started(pid: int) -> int | None:
+    """When a process started (clock ticks since boot; None once it is gone): orders processes, tells a
+    reused pid apart."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except OSError:
+        return None
 
 
 def _serve_sandboxes(cloud: LocalCloudProcess, endpoint: str) -> list[Sandboxed]:
@@ -208,8 +210,10 @@ def _serve_sandboxes(cloud: LocalCloudProcess, endpoint: str) -> list[Sandboxed]
     for pid in _children(cloud.process.pid):
         try:
             words = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
-            started = _started(pid)
         except OSError:
+            continue
+        started = _started(pid)
+        if started is None:
             continue
         spec = next((Path(w) for w in words if w.endswith("sandbox.json")), None)
         if spec is not None and spec.is_relative_to(cloud.state_dir / "work" / "endpoints" / endpoint):
@@ -241,7 +245,7 @@ def host_before() -> dict[str, Any]:
 
 def _canary_update(cloud: LocalCloudProcess, host_before: dict[str, Any]) -> None:
     """v2 comes up next to v1, each in a sandbox of its own, and the endpoint splits the traffic."""
-    key = cloud.upload("classic", _classic(CANARY), "v2")
+    key = cloud.upload("classic", classic_bundle(CANARY), "v2")
     run_id = cloud.run_for_key("classic", key)
     stderr = cloud.state_dir / "local-up.stderr"
     wait_until(
@@ -255,7 +259,11 @@ def _canary_update(cloud: LocalCloudProcess, host_before: dict[str, Any]) -> Non
     assert new.request("GET", "/ping")[0] == 200
     assert new.request("POST", "/invocations", VIRGINICA) == (200, b"versicolor\n")
     assert old.request("POST", "/invocations", VIRGINICA) == (200, b"virginica\n")
-    assert "GET /ping HTTP/1.1" in (new.workdir / "serve.log").read_text()  # its nginx's access log
+    wait_until(  # its own nginx logged the pings (its access log is its stdout, the serve's log)
+        lambda: "GET /ping HTTP/1.1" in (new.workdir / "serve.log").read_text(),
+        timeout=30,
+        what="the new serve's nginx to log its pings",
+    )
     both = [old, new]
     assert all({"nginx", "gunicorn"} <= set(s.processes.values()) for s in both), [s.processes for s in both]
     networks = {os.readlink(f"/proc/{s.first('nginx')}/ns/net") for s in both}
@@ -290,22 +298,25 @@ def test_the_classic_bundle_unchanged_survives_a_canary_update_and_leaves_the_ho
         s3 = cloud.aws("s3")
         for path in sorted((ROOT / "container" / "data").glob("*.csv")):
             s3.upload_file(str(path), cloud.contract["SAGEDOCK_DATA_BUCKET"], f"classic/training/{path.name}")
-        first = _submit(cloud, _classic(), "v1")
+        first = _submit(cloud, classic_bundle(), "v1")
         assert list(first["manifest"]["train"]["channels"]) == ["training"], first["manifest"]
         assert _predict(cloud, SETOSA) == "setosa"
         assert _predict(cloud, VIRGINICA) == "virginica"
         tree = _tree(cloud.process.pid)
+        born = {pid: _started(pid) for pid in tree}
         _canary_update(cloud, host_before)
         tree |= _tree(cloud.process.pid)
+        born |= {pid: _started(pid) for pid in tree if pid not in born}
         assert {"nginx", "gunicorn"} <= set(tree.values()), tree
         held = _socket_inodes(list(tree))
         assert held & set(_listening()), "the local cloud listens on the host (its API, its bridges)"
     finally:
         stop_local_cloud(cloud)
     # No process of the local cloud is left, nor any new nginx or gunicorn
-    alive = [pid for pid in tree if Path(f"/proc/{pid}").exists() and _tree(pid).get(pid) == tree[pid]]
+    alive = [pid for pid in tree if _started(pid) == born[pid]]  # the same process, not a reused pid
     assert alive == [], {pid: tree[pid] for pid in alive}
-    assert _named("nginx", "gunicorn") <= host_before["named"]
+    left = _named("nginx", "gunicorn") - host_before["named"]
+    assert not left, {pid: _cmdline(pid) for pid in left}
     # No socket it listened on is still open; no new listener of the host's is one of its kind
     now = _listening()
     assert not held & set(now), {inode: now[inode] for inode in held & set(now)}
