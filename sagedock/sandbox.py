@@ -3,8 +3,9 @@
 Each program (a training job's `train`, an endpoint's `serve`, the contract check's runs) gets Linux mount,
 network and PID namespaces of its own (sagedock/sandbox_init.py sets them up), plus a user namespace when
 not run as root: /opt/ml (the job's or endpoint's own directory) and the image's COPY/WORKDIR destinations
-at their real paths, its own /tmp, /var/tmp, /dev/shm and /var/log (tmpfs; /var/log keeps the host's and
-the image's directories, empty), and its own loopback where port 8080 is its own. The local cloud reaches a
+at their real paths, its own /tmp, /var/tmp, /dev/shm, /var/log and /run (tmpfs; /var/log and /run keep the
+host's and the image's directories, empty), copy-on-write views of the host's /var/lib and /var/cache (its
+writes there stay in the sandbox), and its own loopback where port 8080 is its own. The local cloud reaches a
 serve's 8080 through a bridge: a host loopback TCP port relayed to a unix socket in the sandbox's directory,
 relayed inside to 127.0.0.1:8080. Where no sandbox is possible, programs run as before, and that is said
 once.
@@ -59,7 +60,8 @@ class Support:
         who = "a user namespace mapping this user to root" if self.user_namespace else "as root"
         return (
             f"sandbox: on (mount, network and PID namespaces, {who}): each program has /opt/ml and the "
-            f"image's files at their real paths, its own /tmp, /var/log and loopback with port 8080"
+            f"image's files at their real paths, its own /tmp, /var/log and /run, copy-on-write /var/lib "
+            f"and /var/cache, and a loopback of its own with port 8080"
         )
 
 
