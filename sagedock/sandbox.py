@@ -3,8 +3,9 @@
 Each program (a training job's `train`, an endpoint's `serve`, the contract check's runs) gets Linux mount,
 network and PID namespaces of its own (sagedock/sandbox_init.py sets them up), plus a user namespace when
 not run as root: /opt/ml (the job's or endpoint's own directory) and the image's COPY/WORKDIR destinations
-at their real paths, its own /tmp, /var/tmp, /dev/shm and /var/log (tmpfs; /var/log keeps the host's and
-the image's directories, empty), and its own loopback where port 8080 is its own. The local cloud reaches a
+at their real paths, its own /tmp, /var/tmp, /dev/shm, /var/log and /run (tmpfs; /var/log and /run keep the
+host's and the image's directories, empty), copy-on-write views of the host's /var/lib and /var/cache (its
+writes there stay in the sandbox), and its own loopback where port 8080 is its own. The local cloud reaches a
 serve's 8080 through a bridge: a host loopback TCP port relayed to a unix socket in the sandbox's directory,
 relayed inside to 127.0.0.1:8080. Where no sandbox is possible, programs run as before, and that is said
 once.
@@ -52,18 +53,30 @@ class Support:
     user_namespace: bool = False
     reason: str = ""
 
+    def describe(self) -> str:
+        """The one line `local up` prints in process mode: the sandbox is on, or what is not isolated."""
+        if not self.available:
+            return f"sandbox: off ({self.reason}): {NOT_ISOLATED}"
+        who = "a user namespace mapping this user to root" if self.user_namespace else "as root"
+        return (
+            f"sandbox: on (mount, network and PID namespaces, {who}): each program has /opt/ml and the "
+            f"image's files at their real paths, its own /tmp, /var/log and /run, copy-on-write /var/lib "
+            f"and /var/cache, and a loopback of its own with port 8080"
+        )
+
 
 _support: Support | None = None
 _support_lock = threading.Lock()
 
 
-def support() -> Support:
-    """Whether this machine allows a sandbox (found once per process); says so once when it does not."""
+def support(*, said: bool = False) -> Support:
+    """Whether this machine allows a sandbox (found once per process). When it does not, that is logged
+    once, at the first call, unless that caller says so itself (`said`: `local up` prints `describe()`)."""
     global _support
     with _support_lock:
         if _support is None:
             _support = _probe()
-            if not _support.available:
+            if not _support.available and not said:
                 log.warning("process mode without a sandbox (%s): %s", _support.reason, NOT_ISOLATED)
         return _support
 
@@ -101,6 +114,20 @@ def bind(target: str, source: Path, *, readonly: bool = False) -> dict[str, Any]
 def tmpfs(target: str, *, mode: str = "1777", skeleton: tuple[str, ...] = ()) -> dict[str, Any]:
     """A fresh tmpfs at `target`, holding the directory trees (directories only) of `skeleton`."""
     return {"target": target, "kind": "tmpfs", "mode": mode, "skeleton": list(skeleton)}
+
+
+def overlay(target: str) -> dict[str, Any]:
+    """The host's directory at `target`, copy-on-write: the program reads the host's files and its writes
+    stay in the sandbox. Where the kernel allows no overlay, a tmpfs holding the host's directories of
+    the first level, empty (so /var/lib/nginx exists and nginx makes its temporary directories there)."""
+    return {
+        "target": target,
+        "kind": "overlay",
+        "lower": target,
+        "mode": "755",
+        "skeleton": [target],
+        "depth": 1,
+    }
 
 
 def image_binds(image: LocalImage) -> list[dict[str, Any]]:
@@ -158,6 +185,9 @@ def program_mounts(image: LocalImage, opt_ml: Path, *, serving: bool) -> list[di
         tmpfs("/var/tmp"),
         tmpfs("/dev/shm"),
         tmpfs("/var/log", mode="755", skeleton=("/var/log", str(image.host_path("/var/log")))),
+        tmpfs("/run", mode="755", skeleton=("/run", str(image.host_path("/run")))),  # pid files, locks
+        overlay("/var/lib"),  # packages' state: nginx's temporary directories, ...
+        overlay("/var/cache"),
     ]
     mounts = [
         *emptied,

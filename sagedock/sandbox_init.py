@@ -5,7 +5,8 @@ Run as `python -m sagedock.sandbox_init SPEC.json` (sagedock.sandbox writes the 
 new mount, network and PID namespaces (and a user namespace when not root, mapping the caller to root),
 then forks the sandbox's init, PID 1 of the new PID namespace. The init makes its mounts private, brings up
 its own loopback, builds a root on a tmpfs (every top-level entry of the host's / bound in, then the spec's
-mounts: /opt/ml, the image's files, tmpfs for /tmp and /var/log), chroots into it and runs the program.
+mounts: /opt/ml, the image's files, tmpfs for /tmp, /var/log and /run, copy-on-write views of /var/lib
+and /var/cache), chroots into it and runs the program.
 When the program exits the init exits, and the kernel kills whatever else runs in the namespace: no
 process outlives its sandbox. The keeper forwards stop signals to the init, which forwards them to the
 program, and exits as the program did. Only the standard library: this starts once per program.
@@ -98,6 +99,7 @@ class RootBuilder:
         self.root = root
         self._owned = {"/"}  # sandbox directories on our own tmpfs, where new entries may be made
         self._sources: dict[str, str] = {}  # sandbox path of a bind mount -> its host source
+        self._overlays: list[str] = []  # sandbox paths of copy-on-write views of the host's directories
 
     def start(self) -> None:
         """Mount the root tmpfs (unbindable: recursive bindings of the host's / leave it out) and fill it."""
@@ -143,7 +145,9 @@ class RootBuilder:
         """Make the sandbox directory `path` one of ours (new entries may be made in it)."""
         if path in self._owned:
             return
-        if not os.path.lexists(self._at(path)):
+        if any(path.startswith(overlay + "/") for overlay in self._overlays):  # writes stay in its upper
+            os.makedirs(self._at(path), exist_ok=True)
+        elif not os.path.lexists(self._at(path)):
             self._own(os.path.dirname(path))
             os.mkdir(self._at(path))
         else:
@@ -154,9 +158,10 @@ class RootBuilder:
         self._owned.add(path)
 
     def place(self, mount: dict[str, Any]) -> None:
-        """Put one mount of the spec at its path: a bind of a host path (read-only if asked), or a tmpfs."""
+        """Put one mount of the spec at its path: a bind of a host path (read-only if asked), a tmpfs, or an
+        overlay (copy-on-write) of a host directory."""
         target: str = mount["target"]
-        is_dir = mount["kind"] == "tmpfs" or os.path.isdir(mount["source"])
+        is_dir = mount["kind"] in ("tmpfs", "overlay") or os.path.isdir(mount["source"])
         at = self._at(target)
         exists = os.path.isdir(at) if is_dir else os.path.isfile(at) and not os.path.islink(at)
         if not exists:
@@ -164,10 +169,14 @@ class RootBuilder:
             if os.path.lexists(at):  # something else of the host's is there: our tmpfs entry replaces it
                 self._drop(at)
             os.mkdir(at) if is_dir else Path(at).touch()
-        if mount["kind"] == "tmpfs":
+        if mount["kind"] == "overlay" and self._overlay(mount["lower"], at):
+            self._overlays.append(target)
+            self._owned.add(target)
+            return
+        if mount["kind"] in ("tmpfs", "overlay"):  # an overlay the kernel refuses: its directories, empty
             _mount("tmpfs", at, "tmpfs", MS_NOSUID | MS_NODEV, f"mode={mount.get('mode', '1777')}")
             for skeleton in mount.get("skeleton", []):
-                _copy_directories(skeleton, at)
+                _copy_directories(skeleton, at, mount.get("depth"))
             self._owned.add(target)
             return
         _mount(mount["source"], at, None, MS_BIND | MS_REC)
@@ -176,6 +185,27 @@ class RootBuilder:
         if mount.get("readonly"):
             locked = os.statvfs(at).f_flag & (MS_NOSUID | MS_NODEV | MS_NOEXEC)  # ST_* equal MS_* here
             _mount(None, at, None, MS_REMOUNT | MS_BIND | MS_RDONLY | locked)
+
+    def _overlay(self, lower: str, at: str) -> bool:
+        """The host's `lower` at `at`, copy-on-write: reads see the host's files, writes stay in a tmpfs of
+        the sandbox's. False where the kernel refuses (no overlayfs, or none in this user namespace)."""
+        if not os.path.isdir(lower):
+            return False
+        scratch = os.path.join(os.path.dirname(self.root), f"overlay-{len(self._overlays)}")
+        os.makedirs(scratch, exist_ok=True)
+        _mount("tmpfs", scratch, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755")
+        upper, info = os.path.join(scratch, "upper"), os.stat(lower)
+        os.mkdir(upper)
+        os.chmod(upper, info.st_mode & 0o7777)  # the view's own directory as the host's
+        with contextlib.suppress(OSError):
+            os.chown(upper, info.st_uid, info.st_gid)
+        os.mkdir(os.path.join(scratch, "work"))
+        options = f"lowerdir={lower},upperdir={scratch}/upper,workdir={scratch}/work"
+        for extra in ("", ",userxattr"):  # userxattr: as a user namespace may mount it
+            with contextlib.suppress(SetupError):
+                _mount("overlay", at, "overlay", MS_NOSUID | MS_NODEV, options + extra)
+                return True
+        return False
 
     @staticmethod
     def _drop(path: str) -> None:
@@ -187,12 +217,15 @@ class RootBuilder:
             os.unlink(path)
 
 
-def _copy_directories(source: str, into: str) -> None:
-    """The directory tree of `source` (directories only, with their modes and owners) inside `into`."""
+def _copy_directories(source: str, into: str, depth: int | None = None) -> None:
+    """The directory tree of `source` (directories only, with their modes and owners; `depth` levels of
+    it, or all) inside `into`."""
     if not os.path.isdir(source):
         return
-    for directory, _, _ in os.walk(source):
+    for directory, children, _ in os.walk(source):
         relative = os.path.relpath(directory, source)
+        if depth is not None and (relative.count(os.sep) + 1 if relative != "." else 0) >= depth:
+            children.clear()
         target = os.path.normpath(os.path.join(into, relative))
         info = os.stat(directory)
         os.makedirs(target, exist_ok=True)

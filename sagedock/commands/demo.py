@@ -66,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     cloud = LocalCloud(state_dir=args.state_dir, engine=args.engine)
     try:
         contract = cloud.start()
-        say(cloud.chosen.describe())
+        for line in cloud.describe():
+            say(line)
         target = resolve_target(environ=contract)
         say(f"API {target.api_url}, emulator {target.endpoint_url}")
         return _demo(target, bundle, args.timeout, say)

@@ -51,7 +51,8 @@ def up_command(args: argparse.Namespace) -> int:
         except (AlreadyRunning, EngineUnavailable) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
-        print(cloud.chosen.describe(), file=sys.stderr, flush=True)
+        for line in cloud.describe():
+            print(line, file=sys.stderr, flush=True)
         for key, value in contract.items():
             print(f"{key}={value}", flush=True)
         print(f"local cloud up; app logs in {cloud.state / 'logs'}; ^C to stop", file=sys.stderr, flush=True)

@@ -89,11 +89,20 @@ class LocalCloud:
     host: Any = None
     engine: str = "auto"  # --engine: auto, docker, podman or process
     chosen: Any = None  # the Engine detected at start()
+    sandbox: Any = None  # process mode: whether programs run in a sandbox here (sagedock.sandbox.Support)
 
     @property
     def state(self) -> Path:
         """Where images, logs and work trees go (images are kept across runs: they are content-addressed)."""
         return self.state_dir or self.project_dir / ".sagedock" / "local"
+
+    def describe(self) -> list[str]:
+        """What `local up` says once at start: the engine and why; in process mode, whether programs run
+        in a sandbox or, when they cannot, what is not isolated."""
+        lines = [self.chosen.describe()] if self.chosen is not None else []
+        if self.sandbox is not None:
+            lines.append(self.sandbox.describe())
+        return lines
 
     def start(self) -> dict[str, str]:
         """Bring everything up; returns the contract (also written to `<state>/env`)."""
@@ -116,6 +125,10 @@ class LocalCloud:
                 f"{running.get('SAGEDOCK_API_URL')}): use it, stop it, or pass another --state-dir"
             )
         self.chosen = with_registry(detect(self.engine), self.engine, find_registry())
+        if not self.chosen.containers:  # found now and said by the caller, not at the first program's start
+            from sagedock import sandbox
+
+            self.sandbox = sandbox.support(said=True)
         work = self.state / "work"
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(self.state / "logs", ignore_errors=True)

@@ -166,6 +166,51 @@ def test_a_program_that_fails_says_so_with_its_exit_status(tmp_path: Path) -> No
     assert done.stdout.strip() == "/opt/ml ['input']"
 
 
+STATE_WRITER = """
+import os, sys
+marker = sys.argv[1]
+print(sorted(os.listdir("/var/lib")))
+os.makedirs(f"/var/lib/{marker}/body")  # as nginx makes its temporary directories in /var/lib/nginx
+open(f"/var/cache/{marker}", "w").write("cached")
+open(f"/run/{marker}.pid", "w").write(str(os.getpid()))
+kept = os.path.isdir(f"/var/lib/{marker}/body") and os.path.isfile(f"/run/{marker}.pid")
+print("written" if kept else "lost")
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="as a user, the host's /var/lib is not writable anyway")
+def test_a_program_reads_the_hosts_var_lib_and_its_writes_there_and_in_run_stay_in_the_sandbox(
+    tmp_path: Path,
+) -> None:
+    # Given a program that lists /var/lib, then writes in /var/lib, /var/cache and /run, as daemons do
+    marker = f"sandbox-test-{uuid.uuid4().hex}"
+    listing = sorted(os.listdir("/var/lib"))
+    (tmp_path / "opt_ml").mkdir()
+    command = sandbox.prepare(
+        tmp_path / "sandbox",
+        mounts=[
+            sandbox.tmpfs("/tmp"),
+            sandbox.tmpfs("/run", mode="755", skeleton=("/run",)),
+            sandbox.overlay("/var/lib"),
+            sandbox.overlay("/var/cache"),
+            *sandbox.environment_binds(["/tmp", "/run"]),
+            sandbox.bind("/opt/ml", tmp_path / "opt_ml"),
+        ],
+        argv=[sys.executable, "-c", STATE_WRITER, marker],
+        env={"PATH": os.environ["PATH"]},
+        cwd="/",
+    )
+    # When it runs in a sandbox
+    done = subprocess.run(command, timeout=30, check=False, capture_output=True, text=True)
+    # Then it saw the host's /var/lib and wrote where it meant to
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [repr(listing), "written"]
+    # And none of it reached the host
+    for path in (f"/var/lib/{marker}", f"/var/cache/{marker}", f"/run/{marker}.pid"):
+        assert not os.path.lexists(path), path
+    assert sorted(os.listdir("/var/lib")) == listing
+
+
 def _cmdline(pid: str) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")

@@ -21,6 +21,7 @@ import boto3
 import pytest
 
 from sagedock.client import ApiClient, ApiError, Target
+from sagedock.commands.submit import zip_directory
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLES = Path(__file__).resolve().parent / "bundles"
@@ -48,6 +49,23 @@ def zip_bytes(files: dict[str, bytes | str]) -> bytes:
         for name, data in files.items():
             archive.writestr(name, data)
     return buffer.getvalue()
+
+
+def classic_bundle(manifest: str | None = None) -> bytes:
+    """tests/e2e/bundles/classic-byoc zipped unchanged (AWS's classic bring-your-own-container shape), or
+    with a `sagedock.toml` added."""
+    data = zip_directory(BUNDLES / "classic-byoc")
+    if manifest is None:
+        return data
+    out = io.BytesIO()
+    with (
+        zipfile.ZipFile(io.BytesIO(data)) as source,
+        zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target,
+    ):
+        for item in source.infolist():
+            target.writestr(item, source.read(item))
+        target.writestr("sagedock.toml", manifest)
+    return out.getvalue()
 
 
 @dataclass

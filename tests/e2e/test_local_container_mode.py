@@ -6,11 +6,9 @@ steps that install with apt and pip. Skips, saying why, where no container engin
 from __future__ import annotations
 
 import http.client
-import io
 import json
 import subprocess
 import time
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from localcloud import (
     BUNDLES,
     ROOT,
     LocalCloudProcess,
+    classic_bundle,
     start_local_cloud,
     stop_local_cloud,
     wait_until,
@@ -124,21 +123,6 @@ def test_the_sample_builds_for_real_and_its_registry_digest_trains_and_serves(
     assert b"setosa" in answer
 
 
-def _classic(manifest: str | None = None) -> bytes:
-    data = zip_directory(BUNDLES / "classic-byoc")
-    if manifest is None:
-        return data
-    out = io.BytesIO()
-    with (
-        zipfile.ZipFile(io.BytesIO(data)) as source,
-        zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target,
-    ):
-        for item in source.infolist():
-            target.writestr(item, source.read(item))
-        target.writestr("sagedock.toml", manifest)
-    return out.getvalue()
-
-
 def test_the_classic_bundle_unchanged_survives_a_canary_update_and_leaves_the_host_alone(
     cloud: LocalCloudProcess, container_engine: Engine
 ) -> None:
@@ -146,11 +130,11 @@ def test_the_classic_bundle_unchanged_survives_a_canary_update_and_leaves_the_ho
     s3 = cloud.aws("s3")
     for path in sorted((ROOT / "container" / "data").glob("*.csv")):
         s3.upload_file(str(path), cloud.contract["SAGEDOCK_DATA_BUCKET"], f"classic/training/{path.name}")
-    first = _submit(cloud, "classic", _classic(), "v1")
+    first = _submit(cloud, "classic", classic_bundle(), "v1")
     assert b"setosa" in cloud.api.invoke("classic", ROW, content_type="text/csv")[1]
     # A canary update: the new run's serve comes up next to the old one, each with its own
     # /tmp/gunicorn.sock and /var/log/nginx, and the endpoint answers throughout
-    key = cloud.upload("classic", _classic(CANARY), "v2")
+    key = cloud.upload("classic", classic_bundle(CANARY), "v2")
     run_id = cloud.run_for_key("classic", key)
     serving = f"label={LABEL}"
     wait_until(
