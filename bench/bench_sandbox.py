@@ -28,10 +28,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 # after the path set-up, so that it runs from a checkout
+from bench_serve import train_model  # noqa: E402  (bench/ is this script's directory)
+
 from sagedock import sandbox  # noqa: E402
 from sagedock.image import build_local_image  # noqa: E402
-from sagedock.optml import layout_opt_ml, pack_model  # noqa: E402
-from sagedock.programs import ServeProcess, free_port, run_train  # noqa: E402
+from sagedock.programs import ServeProcess, free_port  # noqa: E402
 
 BODY = b"5.1,3.5,1.4,0.2"
 HEADERS = {"Content-Type": "text/csv"}
@@ -77,18 +78,6 @@ def child(model_tar: Path, requests: int) -> dict[str, float | bool]:
     }
 
 
-def train_sample(work: Path) -> Path:
-    image = build_local_image(ROOT / "container", work / "image")
-    opt_ml = work / "train"
-    layout_opt_ml(
-        opt_ml, hyperparameters={"max_leaf_nodes": "5"}, channels={"train": ROOT / "container" / "data"}
-    )
-    outcome = run_train(image, opt_ml, timeout=300)
-    if not outcome.ok:
-        raise SystemExit(f"bench: training the sample failed: {outcome.failure_reason}")
-    return pack_model(opt_ml, work / "model.tar.gz")
-
-
 def run_child(model_tar: Path, requests: int, *, sandboxed: bool) -> dict[str, float | bool]:
     env = {key: value for key, value in os.environ.items() if key != "SAGEDOCK_SANDBOX"}
     if not sandboxed:
@@ -121,7 +110,8 @@ def main() -> int:
         return 0
     runs: dict[str, list[dict[str, float | bool]]] = {"sandboxed": [], "plain": []}
     with tempfile.TemporaryDirectory(prefix="bench-sandbox-model-") as scratch:
-        model_tar = train_sample(Path(scratch))
+        work = Path(scratch)
+        model_tar = train_model(build_local_image(ROOT / "container", work / "image"), work)
         for round_number in range(1, args.rounds + 1):
             for name in ("sandboxed", "plain") if round_number % 2 else ("plain", "sandboxed"):
                 result = run_child(model_tar, args.requests, sandboxed=name == "sandboxed")
