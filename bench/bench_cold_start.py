@@ -1,52 +1,166 @@
-"""Cold start of the Chalice app: wall time of `import app` against a bare `import boto3`, same run.
+"""Cold start of the Chalice app: `import app` and each handler's first event against bare boto3, same run.
 
-Each sample is a fresh interpreter (as a Lambda cold start is), alternating the two so that disk cache and
-CPU frequency affect both alike. Also measured: importing the app and handling a first event end to end
-(an untagged push, ignored before any AWS call), which adds what import defers: settings, the clients
-and the services. No network is touched.
-Run: .venv/bin/python bench/bench_cold_start.py [--samples N] [--before OTHER_CHECKOUT]
+Each sample is a fresh interpreter (as a Lambda cold start is), the figures alternating sample by sample (and,
+with `--before`, the two trees alternating too) so that disk cache and CPU frequency affect all alike.
+Measured in each tree, from the interpreter's start of work to the handler's answer:
+
+- `import app`, and `import app` with every module of `chalicelib` imported as well (all at once);
+- an ignored event: an untagged ECR push, dropped before any AWS call;
+- an upload event's handler import and its clients: the upload handler given an object of another bucket
+  (ignored once its flow is imported), then the clients validate and build use, made through the services;
+- the API's first request: `POST /uploads` through the app, a presigned POST signed locally;
+- each event handler's own import: the handler given an empty detail (dropped as malformed once its flow
+  is imported, before any client).
+
+Against bare handlers, measured in the same loop: `import boto3` (the floor), a bare handler making the same
+boto3 clients from one session, and a bare handler signing the same presigned POST. No network is touched.
+The figures are minima (the least disturbed sample); medians are printed beside them.
+
+Run: .venv/bin/python bench/bench_cold_start.py [--samples N] [--before OTHER_CHECKOUT] [--after CHECKOUT]
+(`git archive 10757ba | tar -x -C /tmp/before` gives the tree before chalicelib's split into floors.)
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import platform
+import statistics
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-IMPORT = """
-import time, sys
-t = time.perf_counter()
-import {module}
-sys.stdout.write(repr(time.perf_counter() - t))
-"""
-
-FIRST_EVENT = """
-import os, time, sys
+PRELUDE = """
+import os, sys, time
 os.environ.update(AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="x", AWS_DEFAULT_REGION="us-east-1")
 t = time.perf_counter()
+"""
+REPORT = "\nsys.stdout.write(repr(time.perf_counter() - t))\n"
+
+
+def envelope(source: str, detail_type: str, detail: str) -> str:
+    """Python source of an EventBridge event, the envelope exactly as AWS sends it."""
+    return (
+        '{"version": "0", "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718", '
+        f'"detail-type": "{detail_type}", "source": "{source}", "account": "123456789012", '
+        '"time": "2026-11-21T12:00:00Z", "region": "us-east-1", "resources": [], '
+        f'"detail": {detail}}}'
+    )
+
+
+UNTAGGED_PUSH = envelope(
+    "aws.ecr",
+    "ECR Image Action",
+    '{"result": "SUCCESS", "repository-name": "sagedock/x", "image-digest": "sha256:00",'
+    ' "action-type": "PUSH", "image-tag": ""}',
+)
+OTHER_BUCKETS_OBJECT = envelope(
+    "aws.s3",
+    "Object Created",
+    '{"version": "0", "bucket": {"name": "not-the-source-bucket"}, "object": {"key": "bundles/demo/b.zip",'
+    ' "size": 1024, "etag": "d41d8cd98f00b204e9800998ecf8427e", "sequencer": "0062E99A88DC407460"},'
+    ' "request-id": "N4N7GDK58NMKJ12R", "requester": "123456789012", "source-ip-address": "1.2.3.4",'
+    ' "reason": "PutObject"}',
+)
+# The clients an upload's validate and build use (the runs and idempotency tables, the bundle and the
+# channels, the endpoint's owner, the repository, the build), as the services make them.
+UPLOAD_SERVICES = ("runs", "once", "s3", "sagemaker", "ecr", "codebuild")
+UPLOAD_CLIENTS = ("dynamodb", "s3", "sagemaker", "ecr", "codebuild")
+UPLOAD_REQUEST = """{
+    "resource": "/uploads", "path": "/uploads", "httpMethod": "POST",
+    "headers": {"Content-Type": "application/json", "Host": "abc.execute-api.us-east-1.amazonaws.com"},
+    "multiValueHeaders": {"Content-Type": ["application/json"],
+                          "Host": ["abc.execute-api.us-east-1.amazonaws.com"]},
+    "queryStringParameters": None, "multiValueQueryStringParameters": None, "pathParameters": None,
+    "stageVariables": None, "isBase64Encoded": False, "body": '{"project": "demo"}',
+    "requestContext": {"resourcePath": "/uploads", "httpMethod": "POST", "path": "/api/uploads",
+                       "stage": "api", "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
+                       "identity": {"sourceIp": "1.2.3.4", "userAgent": "bench"},
+                       "accountId": "123456789012", "apiId": "abc"},
+}"""
+
+# Each event handler and the source and detail-type of its events: its flow alone is imported on an empty
+# detail (refused by the detail's model), and nothing else is done.
+HANDLERS = {
+    "bundle_uploaded": ("aws.s3", "Object Created"),
+    "build_state_changed": ("aws.codebuild", "CodeBuild Build State Change"),
+    "image_pushed": ("aws.ecr", "ECR Image Action"),
+    "image_scanned": ("aws.ecr", "ECR Image Scan"),
+    "training_state_changed": ("aws.sagemaker", "SageMaker Training Job State Change"),
+    "endpoint_state_changed": ("aws.sagemaker", "SageMaker Endpoint State Change"),
+    "retrain_requested": ("sagedock.requests", "Retrain Request"),
+}
+
+# What is measured in each tree: name -> code run after PRELUDE, timed to its end.
+IN_TREE = {
+    "import app": "import app",
+    "import app + every chalicelib module (all at once)": """
+import pkgutil, importlib, app, chalicelib
+for info in pkgutil.walk_packages(chalicelib.__path__, "chalicelib."):
+    importlib.import_module(info.name)
+""",
+    "ignored event (untagged push)": f"""
 import app
-event = {"version": "0", "id": "1", "detail-type": "ECR Image Action", "source": "aws.ecr",
-         "account": "123456789012", "time": "2026-11-21T12:00:00Z", "region": "us-east-1",
-         "resources": [], "detail": {"result": "SUCCESS", "repository-name": "sagedock/x",
-         "image-digest": "sha256:00", "action-type": "PUSH", "image-tag": ""}}
-outcome = app.app.handler_map["image_pushed"](event, None)
+outcome = app.app.handler_map["image_pushed"]({UNTAGGED_PUSH}, None)
 assert outcome["action"] == "ignored", outcome
-sys.stdout.write(repr(time.perf_counter() - t))
-"""
-
-UPLOAD_CLIENTS = """
-import os, time, sys
-os.environ.update(AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="x", AWS_DEFAULT_REGION="us-east-1")
-t = time.perf_counter()
+""",
+    "upload event: handler import + its clients": f"""
 import app
+outcome = app.app.handler_map["bundle_uploaded"]({OTHER_BUCKETS_OBJECT}, None)
+assert outcome["action"] == "ignored", outcome
 from chalicelib.services import get_services
 svc = get_services()
-svc.runs, svc.s3, svc.ecr, svc.codebuild, svc.once
-sys.stdout.write(repr(time.perf_counter() - t))
+for name in {UPLOAD_SERVICES!r}:
+    getattr(svc, name)
+""",
+    "API's first request (POST /uploads)": f"""
+import json, app
+response = app.app({UPLOAD_REQUEST}, None)
+assert response["statusCode"] == 200, response
+assert json.loads(response["body"])["url"], response
+""",
+    **{
+        f"{name}: its own import (empty detail)": f"""
+import app
+outcome = app.app.handler_map[{name!r}]({envelope(source, detail_type, "{}")}, None)
+assert outcome["action"] == "rejected", outcome
 """
+        for name, (source, detail_type) in HANDLERS.items()
+    },
+}
+
+# The bare handlers, the same whatever the tree.
+BARE = {
+    "import boto3": "import boto3",
+    "bare handler: the same clients": f"""
+import boto3
+from botocore.config import Config
+session = boto3.session.Session()
+config = Config(retries={{"mode": "standard", "total_max_attempts": 5}})
+for name in {UPLOAD_CLIENTS!r}:
+    session.client(name, config=config)
+""",
+    "bare handler: the same presigned POST": """
+import json, uuid, boto3
+from botocore.config import Config
+body = json.loads('{"project": "demo"}')
+config = Config(retries={"mode": "standard", "total_max_attempts": 5})
+s3 = boto3.session.Session().client("s3", config=config)
+key = f"bundles/{body['project']}/{uuid.uuid4().hex}.zip"
+post = s3.generate_presigned_post(
+    Bucket="bench-source", Key=key, Fields={"Content-Type": "application/zip"},
+    Conditions=[["content-length-range", 1, 5 * 1024**3], {"Content-Type": "application/zip"}], ExpiresIn=900,
+)
+json.dumps({"url": post["url"], "fields": post["fields"]})
+""",
+}
+# Which bare figure each tree figure is read against.
+BARE_OF = {
+    "upload event: handler import + its clients": "bare handler: the same clients",
+    "API's first request (POST /uploads)": "bare handler: the same presigned POST",
+}
 
 SETTINGS = {
     "SAGEDOCK_SOURCE_BUCKET": "bench-source",
@@ -60,52 +174,78 @@ SETTINGS = {
 
 
 def sample(code: str, root: Path = ROOT) -> float:
-    """Seconds reported by one fresh interpreter running `code` in the checkout `root`."""
-    import os
-
+    """Seconds reported by one fresh interpreter running `code` (after the prelude) in the checkout `root`."""
     env = {**os.environ, **SETTINGS, "PYTHONDONTWRITEBYTECODE": "0"}
+    env.pop("AWS_LAMBDA_FUNCTION_NAME", None)
     out = subprocess.run(
-        [sys.executable, "-c", code],
+        [sys.executable, "-c", PRELUDE + code + REPORT],
         cwd=root,
         env=env,
         capture_output=True,
         text=True,
-        check=True,
         timeout=120,
+        check=False,
     )
+    if out.returncode:
+        raise RuntimeError(f"in {root}:\n{code}\n{out.stderr}")
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def ratios(root: Path, samples: int) -> tuple[float, float, float]:
-    """(import boto3, import app, import app + an ignored event) in ms: minima over alternating runs."""
-    for module in ("boto3", "app"):  # warm the bytecode cache once, unmeasured
-        sample(IMPORT.format(module=module), root)
-    boto3_times, app_times, event_times = [], [], []
+def measure(trees: dict[str, Path], samples: int) -> dict[tuple[str, str], list[float]]:
+    """Seconds per (tree, figure), bare figures under the tree "bare": `samples` rounds, each running every
+    figure once in every tree, in turn."""
+    jobs = [("bare", name, code, ROOT) for name, code in BARE.items()]
+    for name, code in IN_TREE.items():
+        jobs += [(tree, name, code, root) for tree, root in trees.items()]
+    for _tree, _name, code, root in jobs:  # warm the bytecode caches, unmeasured, and check every figure
+        sample(code, root)
+    times: dict[tuple[str, str], list[float]] = {}
     for _ in range(samples):
-        boto3_times.append(sample(IMPORT.format(module="boto3"), root))
-        app_times.append(sample(IMPORT.format(module="app"), root))
-        event_times.append(sample(FIRST_EVENT, root))
-    return min(boto3_times) * 1000, min(app_times) * 1000, min(event_times) * 1000
+        for tree, name, code, root in jobs:
+            times.setdefault((tree, name), []).append(sample(code, root))
+    return times
+
+
+def machine() -> str:
+    """One line about where the figures were taken."""
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (
+        f"{platform.machine()}, {os.cpu_count()} CPUs ({platform.processor() or platform.uname().machine}), "
+        f"Python {platform.python_version()}, load average {load}"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=15)
-    parser.add_argument("--before", type=Path, help="another checkout to compare with (e.g. main's archive)")
+    parser.add_argument("--before", type=Path, help="a checkout to compare with (one from before a change)")
+    parser.add_argument("--after", type=Path, default=ROOT, help="the checkout measured (default: this one)")
     args = parser.parse_args()
 
-    trees = [("before", args.before)] if args.before else []
-    for name, root in [*trees, ("this tree", ROOT)]:
-        b, a, f = ratios(root, args.samples)
-        print(f"{name}: {args.samples} alternating fresh interpreters, minimum wall time")
-        print(f"  import boto3                   {b:8.1f} ms")
-        print(f"  import app                     {a:8.1f} ms   ratio to boto3: {a / b:.2f}x (goal <= 1.10x)")
-        print(f"  import app + an ignored event  {f:8.1f} ms   ratio to boto3: {f / b:.2f}x")
-    upload = [sample(UPLOAD_CLIENTS) for _ in range(max(3, args.samples // 3))]
-    print(
-        f"this tree: import app + an upload's clients {min(upload) * 1000:8.1f} ms"
-        " (dynamodb, s3, ecr, codebuild)"
-    )
+    trees = {"after": args.after.resolve()}
+    if args.before:
+        trees = {"before": args.before.resolve(), **trees}
+    print(machine())
+    times = measure(trees, args.samples)
+    ms = {key: min(values) * 1000 for key, values in times.items()}
+    median = {key: statistics.median(values) * 1000 for key, values in times.items()}
+    print(f"{args.samples} samples of each figure, each a fresh interpreter, in turn; ms: minimum (median)")
+    print("\nbare:")
+    for name in BARE:
+        ratio = ms["bare", name] / ms["bare", "import boto3"]
+        print(f"  {name:58} {ms['bare', name]:7.1f} ({median['bare', name]:7.1f})  {ratio:5.2f}x boto3")
+    floor = ms["bare", "import boto3"]
+    for name in IN_TREE:
+        print(f"\n{name}:")
+        bare = BARE_OF.get(name, "import boto3")
+        for tree in trees:
+            key = (tree, name)
+            against = f"{ms[key] / ms['bare', bare]:5.2f}x {'boto3' if bare == 'import boto3' else 'bare'}"
+            extra = f", {ms[key] / floor:5.2f}x boto3" if bare != "import boto3" else ""
+            print(f"  {tree:8} {ms[key]:7.1f} ({median[key]:7.1f})  {against}{extra}")
+        if "before" in trees:
+            print(f"  after/before {ms['after', name] / ms['before', name]:5.2f}x")
+    print(f"\naim: import app <= 1.10x import boto3; here {ms['after', 'import app'] / floor:.2f}x")
 
 
 if __name__ == "__main__":
