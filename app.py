@@ -12,14 +12,6 @@ from typing import Any
 from chalice.app import Chalice, CloudWatchEvent, Rate
 
 from chalicelib.dispatch import handle
-from chalicelib.domain.event_models import (
-    BuildStateChange,
-    EndpointStateChange,
-    ImageAction,
-    ImageScan,
-    ObjectCreated,
-    TrainingJobStateChange,
-)
 from chalicelib.http.api import BINARY_CONTENT_TYPES, api
 from chalicelib.http.retrain_routes import retrain_api
 from chalicelib.services import get_services
@@ -46,6 +38,7 @@ if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
     name="bundle_uploaded",
 )
 def bundle_uploaded(event: CloudWatchEvent) -> dict[str, Any]:
+    from chalicelib.domain.event_models import ObjectCreated
     from chalicelib.flows import upload
 
     return handle(event, ObjectCreated, upload.bundle_uploaded)
@@ -61,6 +54,7 @@ def bundle_uploaded(event: CloudWatchEvent) -> dict[str, Any]:
     name="build_state_changed",
 )
 def build_state_changed(event: CloudWatchEvent) -> dict[str, Any]:
+    from chalicelib.domain.event_models import BuildStateChange
     from chalicelib.flows import build
 
     return handle(event, BuildStateChange, build.build_state_changed)
@@ -76,6 +70,7 @@ def build_state_changed(event: CloudWatchEvent) -> dict[str, Any]:
     name="image_pushed",
 )
 def image_pushed(event: CloudWatchEvent) -> dict[str, Any]:
+    from chalicelib.domain.event_models import ImageAction
     from chalicelib.flows import image
 
     return handle(event, ImageAction, image.image_pushed)
@@ -87,6 +82,7 @@ def image_pushed(event: CloudWatchEvent) -> dict[str, Any]:
     name="image_scanned",
 )
 def image_scanned(event: CloudWatchEvent) -> dict[str, Any]:
+    from chalicelib.domain.event_models import ImageScan
     from chalicelib.flows import image
 
     return handle(event, ImageScan, image.image_scanned)
@@ -102,6 +98,7 @@ def image_scanned(event: CloudWatchEvent) -> dict[str, Any]:
     name="training_state_changed",
 )
 def training_state_changed(event: CloudWatchEvent) -> dict[str, Any]:
+    from chalicelib.domain.event_models import TrainingJobStateChange
     from chalicelib.flows import train
 
     return handle(event, TrainingJobStateChange, train.training_state_changed)
@@ -117,6 +114,7 @@ def training_state_changed(event: CloudWatchEvent) -> dict[str, Any]:
     name="endpoint_state_changed",
 )
 def endpoint_state_changed(event: CloudWatchEvent) -> dict[str, Any]:
+    from chalicelib.domain.event_models import EndpointStateChange
     from chalicelib.flows import deploy
 
     return handle(event, EndpointStateChange, deploy.endpoint_state_changed)

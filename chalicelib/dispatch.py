@@ -7,13 +7,13 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from chalicelib.domain.errors import BadRequest
-from chalicelib.domain.event_models import parse_detail
-from chalicelib.flows.outcomes import Outcome
 from chalicelib.observability import count, logger
 from chalicelib.services import Services, get_services
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
+
+    from chalicelib.flows.outcomes import Outcome
 
 
 class LambdaEvent(Protocol):
@@ -47,6 +47,8 @@ def handle(event: LambdaEvent, model: Any, transition: Callable[[Any, Services],
     A malformed event cannot name its run, so there is nothing to record it on; retrying it would fail the
     same way, so it is not raised (Lambda would retry it twice and then drop it anyway).
     """
+    from chalicelib.domain.event_models import parse_detail  # built on the first event, not at import
+
     with _logging_for(event):
         try:
             detail = parse_detail(model, event.detail)
