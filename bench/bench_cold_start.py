@@ -1,8 +1,8 @@
 """Cold start of the Chalice app: `import app` and each handler's first event against bare boto3, same run.
 
-Each sample is a fresh interpreter (as a Lambda cold start is), the figures alternating sample by sample (and,
-with `--before`, the two trees alternating too) so that disk cache and CPU frequency affect all alike.
-Measured in each tree, from the interpreter's start of work to the handler's answer:
+Each sample is a fresh interpreter (as a Lambda cold start is), the figures alternating sample by sample
+(and, with `--before` and `--also`, the trees alternating too) so that disk cache and CPU frequency affect
+all alike. Measured in each tree, from the interpreter's start of work to the handler's answer:
 
 - `import app`, and `import app` with every module of `chalicelib` imported as well (all at once);
 - an ignored event: an untagged ECR push, dropped before any AWS call;
@@ -14,10 +14,13 @@ Measured in each tree, from the interpreter's start of work to the handler's ans
 
 Against bare handlers, measured in the same loop: `import boto3` (the floor), a bare handler making the same
 boto3 clients from one session, and a bare handler signing the same presigned POST. No network is touched.
-The figures are minima (the least disturbed sample); medians are printed beside them.
+Each sample reports its wall time and its CPU time (the process's own, which other work on a shared machine
+disturbs far less). The figures are minima (the least disturbed sample); medians are printed beside them.
 
-Run: .venv/bin/python bench/bench_cold_start.py [--samples N] [--before OTHER_CHECKOUT] [--after CHECKOUT]
-(`git archive 10757ba | tar -x -C /tmp/before` gives the tree before chalicelib's split into floors.)
+Run: .venv/bin/python bench/bench_cold_start.py [--samples N] [--before DIR] [--also NAME=DIR]...
+         [--after DIR] [--only TEXT]
+(`git archive 10757ba | tar -x -C /tmp/before` gives the tree before chalicelib's split into floors;
+docs/measurements.md has the figures.)
 """
 
 from __future__ import annotations
@@ -35,9 +38,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PRELUDE = """
 import os, sys, time
 os.environ.update(AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="x", AWS_DEFAULT_REGION="us-east-1")
-t = time.perf_counter()
+t, c = time.perf_counter(), time.process_time()
 """
-REPORT = "\nsys.stdout.write(repr(time.perf_counter() - t))\n"
+REPORT = '\nsys.stdout.write(f"{time.perf_counter() - t!r} {time.process_time() - c!r}")\n'
 
 
 def envelope(source: str, detail_type: str, detail: str) -> str:
@@ -134,7 +137,7 @@ assert outcome["action"] == "rejected", outcome
 # The bare handlers, the same whatever the tree.
 BARE = {
     "import boto3": "import boto3",
-    "bare handler: the same clients": f"""
+    "bare: same clients": f"""
 import boto3
 from botocore.config import Config
 session = boto3.session.Session()
@@ -142,7 +145,7 @@ config = Config(retries={{"mode": "standard", "total_max_attempts": 5}})
 for name in {UPLOAD_CLIENTS!r}:
     session.client(name, config=config)
 """,
-    "bare handler: the same presigned POST": """
+    "bare: presigned POST": """
 import json, uuid, boto3
 from botocore.config import Config
 body = json.loads('{"project": "demo"}')
@@ -158,8 +161,8 @@ json.dumps({"url": post["url"], "fields": post["fields"]})
 }
 # Which bare figure each tree figure is read against.
 BARE_OF = {
-    "upload event: handler import + its clients": "bare handler: the same clients",
-    "API's first request (POST /uploads)": "bare handler: the same presigned POST",
+    "upload event: handler import + its clients": "bare: same clients",
+    "API's first request (POST /uploads)": "bare: presigned POST",
 }
 
 SETTINGS = {
@@ -173,8 +176,11 @@ SETTINGS = {
 }
 
 
-def sample(code: str, root: Path = ROOT) -> float:
-    """Seconds reported by one fresh interpreter running `code` (after the prelude) in the checkout `root`."""
+Sample = tuple[float, float]  # (wall seconds, CPU seconds) of one fresh interpreter
+
+
+def sample(code: str, root: Path = ROOT) -> Sample:
+    """Wall and CPU seconds reported by one fresh interpreter running `code` (after the prelude) in `root`."""
     env = {**os.environ, **SETTINGS, "PYTHONDONTWRITEBYTECODE": "0"}
     env.pop("AWS_LAMBDA_FUNCTION_NAME", None)
     out = subprocess.run(
@@ -188,18 +194,19 @@ def sample(code: str, root: Path = ROOT) -> float:
     )
     if out.returncode:
         raise RuntimeError(f"in {root}:\n{code}\n{out.stderr}")
-    return float(out.stdout.strip().splitlines()[-1])
+    wall, cpu = out.stdout.strip().splitlines()[-1].split()
+    return float(wall), float(cpu)
 
 
-def measure(trees: dict[str, Path], samples: int) -> dict[tuple[str, str], list[float]]:
-    """Seconds per (tree, figure), bare figures under the tree "bare": `samples` rounds, each running every
+def measure(trees: dict[str, Path], samples: int) -> dict[tuple[str, str], list[Sample]]:
+    """Samples per (tree, figure), bare figures under the tree "bare": `samples` rounds, each running every
     figure once in every tree, in turn."""
     jobs = [("bare", name, code, ROOT) for name, code in BARE.items()]
     for name, code in IN_TREE.items():
         jobs += [(tree, name, code, root) for tree, root in trees.items()]
     for _tree, _name, code, root in jobs:  # warm the bytecode caches, unmeasured, and check every figure
         sample(code, root)
-    times: dict[tuple[str, str], list[float]] = {}
+    times: dict[tuple[str, str], list[Sample]] = {}
     for _ in range(samples):
         for tree, name, code, root in jobs:
             times.setdefault((tree, name), []).append(sample(code, root))
@@ -220,32 +227,65 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=15)
     parser.add_argument("--before", type=Path, help="a checkout to compare with (one from before a change)")
     parser.add_argument("--after", type=Path, default=ROOT, help="the checkout measured (default: this one)")
+    parser.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="one more checkout measured alongside (between before and after), repeatable",
+    )
+    parser.add_argument(
+        "--only", metavar="TEXT", help="measure only the figures whose name contains TEXT (and import boto3)"
+    )
     args = parser.parse_args()
+    if args.only:
+        for figures in (IN_TREE, BARE):
+            for name in [name for name in figures if args.only not in name and name != "import boto3"]:
+                del figures[name]
 
-    trees = {"after": args.after.resolve()}
-    if args.before:
-        trees = {"before": args.before.resolve(), **trees}
+    trees = {"before": args.before.resolve()} if args.before else {}
+    for also in args.also:
+        name, _, path = also.partition("=")
+        trees[name] = Path(path).resolve()
+    trees["after"] = args.after.resolve()
     print(machine())
     times = measure(trees, args.samples)
-    ms = {key: min(values) * 1000 for key, values in times.items()}
-    median = {key: statistics.median(values) * 1000 for key, values in times.items()}
-    print(f"{args.samples} samples of each figure, each a fresh interpreter, in turn; ms: minimum (median)")
+    print(f"load average after: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    # Per figure: minima (and medians) in ms, wall clock then CPU time.
+    least = {key: [min(s[i] for s in got) * 1000 for i in (0, 1)] for key, got in times.items()}
+    mid = {key: [statistics.median(s[i] for s in got) * 1000 for i in (0, 1)] for key, got in times.items()}
+
+    def cell(key: tuple[str, str], against: tuple[str, str]) -> str:
+        wall, cpu = least[key]
+        return (
+            f"wall {wall:7.1f} ({mid[key][0]:7.1f}) {wall / least[against][0]:5.2f}x"
+            f" | cpu {cpu:7.1f} ({mid[key][1]:7.1f}) {cpu / least[against][1]:5.2f}x"
+        )
+
+    print(
+        f"{args.samples} samples of each figure, each a fresh interpreter, in turn; ms: minimum (median) and "
+        "the ratio of minima to the bare figure it is read against (import boto3 unless named)"
+    )
+    floor = ("bare", "import boto3")
     print("\nbare:")
     for name in BARE:
-        ratio = ms["bare", name] / ms["bare", "import boto3"]
-        print(f"  {name:58} {ms['bare', name]:7.1f} ({median['bare', name]:7.1f})  {ratio:5.2f}x boto3")
-    floor = ms["bare", "import boto3"]
+        print(f"  {name:20} {cell(('bare', name), floor)}")
     for name in IN_TREE:
-        print(f"\n{name}:")
-        bare = BARE_OF.get(name, "import boto3")
+        bare = BARE_OF.get(name, "import boto3") if BARE_OF.get(name) in BARE else "import boto3"
+        print(f"\n{name}" + ("" if bare == "import boto3" else f" (against {bare})") + ":")
         for tree in trees:
-            key = (tree, name)
-            against = f"{ms[key] / ms['bare', bare]:5.2f}x {'boto3' if bare == 'import boto3' else 'bare'}"
-            extra = f", {ms[key] / floor:5.2f}x boto3" if bare != "import boto3" else ""
-            print(f"  {tree:8} {ms[key]:7.1f} ({median[key]:7.1f})  {against}{extra}")
-        if "before" in trees:
-            print(f"  after/before {ms['after', name] / ms['before', name]:5.2f}x")
-    print(f"\naim: import app <= 1.10x import boto3; here {ms['after', 'import app'] / floor:.2f}x")
+            print(f"  {tree:20} {cell((tree, name), ('bare', bare))}")
+        if bare != "import boto3":
+            for tree in trees:
+                print(f"  {tree + ' (to boto3)':20} {cell((tree, name), floor)}")
+        for tree in trees if "before" in trees else ():
+            if tree != "before":
+                print(f"  {tree + ' / before':20} {cell((tree, name), ('before', name))}")
+    app = least["after", "import app"]
+    print(
+        f"\naim: import app <= 1.10x import boto3; here {app[0] / least[floor][0]:.2f}x (wall), "
+        f"{app[1] / least[floor][1]:.2f}x (CPU)"
+    )
 
 
 if __name__ == "__main__":
