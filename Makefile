@@ -36,8 +36,12 @@ $(SAM_STAMP): requirements-sam.txt
 	$(SAM_VENV)/bin/python -m pip install --quiet -r requirements-sam.txt
 	@touch $(SAM_STAMP)
 
+# Two test workers (pytest-xdist), a test file each at a time: a file's tests share its module fixtures (a
+# local cloud, a built image). tests/conftest.py puts the longest files first; --no-loadscope-reorder keeps
+# that order (xdist would hand out the files with the most tests first). `make test TEST_WORKERS=0`: serial.
+TEST_WORKERS ?= 2
 test: lint $(STAMP) $(CHECKOV_STAMP) $(SAM_STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

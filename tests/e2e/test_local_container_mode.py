@@ -136,7 +136,7 @@ def test_the_classic_bundle_unchanged_survives_a_canary_update_and_leaves_the_ho
     # /tmp/gunicorn.sock and /var/log/nginx, and the endpoint answers throughout
     key = cloud.upload("classic", classic_bundle(CANARY), "v2")
     run_id = cloud.run_for_key("classic", key)
-    serving = f"label={LABEL}"
+    serving = f"label={LABEL}={owner_of(cloud.state_dir)}"  # this local cloud's, not another run's
     wait_until(
         lambda: (
             len([n for n in _names(container_engine, serving) if n.startswith("sagedock-serve-classic")]) == 2

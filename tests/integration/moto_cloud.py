@@ -4,6 +4,7 @@ A module of its own (not conftest) so that tests import it by a name no other di
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import threading
@@ -16,7 +17,7 @@ from typing import Any, Protocol
 
 import boto3
 import pytest
-from chalice.test import Client
+from chalice.test import BaseClient, Client
 from moto import mock_aws
 
 import app as app_module
@@ -207,10 +208,25 @@ def _reset_caches() -> None:
     services_module.reset()
 
 
+@contextlib.contextmanager
+def _environment_as_it_is(self: BaseClient, environment_variables: dict[str, str]) -> Iterator[None]:
+    """The test client's calls run in the process environment itself.
+
+    chalice.test swaps `os.environ` for a copy around each call. Handlers invoked from several threads at
+    once (deliver_concurrently) then restore each other's copies, and `os.environ` can stay a plain dict
+    for the rest of the process: os.environ changes no longer reach the real environment, so a process
+    started later (a local cloud of the e2e tests in the same test worker) does not get them. With no
+    project dir there are no stage variables to set, so leaving the environment alone changes nothing else.
+    """
+    assert not environment_variables, f"stage variables the test client would set: {environment_variables}"
+    yield
+
+
 def open_cloud(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, settings: dict[str, str]) -> Iterator[Cloud]:
     """Provision moto, wire the app to it with recorded CodeBuild and SageMaker clients, yield the Cloud."""
     for name, value in settings.items():
         monkeypatch.setenv(name, value)
+    monkeypatch.setattr(BaseClient, "_patched_env_vars", _environment_as_it_is)
     with mock_aws():
         _reset_caches()
         _provision(settings)

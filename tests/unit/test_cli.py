@@ -299,11 +299,12 @@ def test_an_api_that_cannot_be_reached_is_exit_3_and_one_line(tmp_path: Path) ->
     import os
     import socket
 
+    # A port held bound but never listening refuses every connection, and no other test can take it meanwhile
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = {**os.environ, "SAGEDOCK_API_URL": f"http://127.0.0.1:{port}"}
-    done = sagedock("runs", env=env)
+        env = {**os.environ, "SAGEDOCK_API_URL": f"http://127.0.0.1:{port}"}
+        done = sagedock("runs", env=env)
     assert done.returncode == 3
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert f"cannot reach http://127.0.0.1:{port}/runs" in done.stderr and "SAGEDOCK_API_URL" in done.stderr
