@@ -62,10 +62,13 @@ def serve(svc: Services, run: Run, digest: str, *, scan: ScanResult | None = Non
             now=svc.clock(),
         )
 
-    started = apply(svc, run.run_id, change, "deploy starting, training skipped")
+    started = apply(svc, run.run_id, change, "deploy started, training skipped")
     if isinstance(started, Ignored):  # a concurrent delivery got there first
         return started
-    return deploy(svc, started.run)
+    outcome = deploy(svc, started.run)
+    if isinstance(outcome, Advanced):  # this delivery made the transition: say so, with what deploy did
+        return Advanced(started.outcome.action, outcome.run_id, started.outcome.status, outcome.detail)
+    return outcome
 
 
 def deploy(svc: Services, run: Run) -> Outcome:

@@ -49,7 +49,8 @@ def scan_awaited(run_id: str, svc: Services) -> Outcome:
 
     BUILDING: ask ECR as the push and build events did; a settled scan decides as its event would, a wait
     past the bound ends the run FAILED with ImageScanTimeout. TRAINING (the mark outlives the transition
-    until the job surely exists): make sure the training job was created, at most once, then drop the mark.
+    until the job surely exists): make sure the training job was created, at most once, then drop the mark;
+    a serve-only run DEPLOYING on its image the same for its endpoint change.
     """
     run = svc.runs.find(run_id)
     if run is None or run.scan is None or not run.scan.waiting_since:
