@@ -237,3 +237,24 @@ class TestValidate:
     ) -> None:
         run = cloud.run(received(cloud, body=make_bundle({"sagedock.toml": manifest}))["run_id"])
         assert run["error"]["code"] == "InvalidManifest" and expected in run["error"]["message"]
+
+
+def test_the_cli_check_of_a_serve_only_bundle_looks_for_its_model_not_for_channels(
+    cloud: Cloud, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sagedock.cli import main
+
+    # Given a serve-only folder whose model archive was not uploaded (and no channel data anywhere)
+    (tmp_path / "Dockerfile").write_text("FROM python:3.11-slim\n")
+    (tmp_path / "sagedock.toml").write_text(SERVE_ONLY.decode() + '[train.channels]\ntrain = "none/"\n')
+    args = ["check", str(tmp_path), "--project", "iris", "--data-bucket", "sagedock-data"]
+
+    # When checked against the data bucket, then the missing archive is the one problem
+    assert main(args) == 1
+    out = capsys.readouterr().out
+    assert "ModelDataMissing deploy.model_data: " in out and MODEL_KEY in out
+    assert "EmptyChannel" not in out
+
+    # And once it is uploaded the bundle is clean
+    uploaded_model(cloud)
+    assert main(args) == 0, capsys.readouterr().out
