@@ -11,7 +11,10 @@ from typing import Any
 import pytest
 from moto_cloud import Cloud, make_bundle
 from test_pipeline import DIGEST, _moto_sagemaker, received
+from test_scan_sweeper import EcrScan, HandClock, sweep
 
+from chalicelib import services as services_module
+from chalicelib.services import Services
 from sagedock.eventshapes import build_state, ecr_image_action, ecr_image_scan, endpoint_state
 
 MODEL_KEY = "iris/model/model.tar.gz"
@@ -258,3 +261,44 @@ def test_the_cli_check_of_a_serve_only_bundle_looks_for_its_model_not_for_channe
     # And once it is uploaded the bundle is clean
     uploaded_model(cloud)
     assert main(args) == 0, capsys.readouterr().out
+
+
+@pytest.fixture
+def svc() -> Services:
+    return services_module.get_services()
+
+
+@pytest.fixture
+def clock(svc: Services, monkeypatch: pytest.MonkeyPatch) -> HandClock:
+    hand = HandClock()
+    monkeypatch.setattr(svc, "clock", hand)
+    return hand
+
+
+@pytest.fixture
+def ecr(svc: Services, monkeypatch: pytest.MonkeyPatch) -> EcrScan:
+    scan = EcrScan()
+    monkeypatch.setattr(svc.ecr._client, "describe_image_scan_findings", scan)
+    return scan
+
+
+def test_a_serve_only_run_whose_scan_event_is_lost_is_deployed_by_the_sweeper(
+    cloud: Cloud, svc: Services, clock: HandClock, ecr: EcrScan
+) -> None:
+    # Given a gated serve-only run whose push came while ECR was still scanning
+    run_id = serve_only_run(cloud, BAKED_IN + b"\n[build]\nscan = true\n")
+    ecr.status = "IN_PROGRESS"
+    assert cloud.send("image_pushed", pushed(run_id))["reason"] == "waiting for the image scan"
+    assert svc.runs.waiting_for_scan() == (run_id,)
+
+    # When the scan completes, its event is lost, and the sweeper runs
+    ecr.status, ecr.counts = "COMPLETE", {"LOW": 1}
+    clock.advance(minutes=5)
+    assert sweep(cloud) == {"runs": 1, "deploy started, training skipped": 1}
+
+    # Then the run deploys once, and the sweeper stops looking at it
+    assert len(cloud.sagemaker.named("create_endpoint")) == 1
+    assert cloud.run(run_id)["status"] == "DEPLOYING"
+    assert svc.runs.waiting_for_scan() == ()
+    assert sweep(cloud) == {"runs": 0}
+    assert cloud.sagemaker.named("create_training_job") == []
