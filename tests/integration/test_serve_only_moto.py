@@ -68,7 +68,11 @@ class TestServeOnly:
         # When its image is pushed
         outcome = cloud.send("image_pushed", pushed(run_id))
 
-        # Then no training job: the model (the image by digest, the archive) and the endpoint are made
+        # Then the build had been told not to smoke-test `train` (a serve-only image does not train)
+        (build,) = cloud.codebuild.named("start_build")
+        env = {v["name"]: v["value"] for v in build["environmentVariablesOverride"]}
+        assert env["SMOKE_TEST"] == "off"
+        # And no training job: the model (the image by digest, the archive) and the endpoint are made
         assert outcome["action"] == "deploy started, training skipped", outcome
         assert cloud.sagemaker.named("create_training_job") == []
         (model_request,) = cloud.sagemaker.named("create_model")
