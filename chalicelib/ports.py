@@ -80,6 +80,12 @@ class ChannelsPort(Protocol):
     def resolve(self, manifest: Manifest, *, project: str) -> tuple[Manifest, list[Problem]]: ...
 
 
+class ModelDataPort(Protocol):
+    """A serve-only bundle's model archive in S3 (`deploy.model_data`): where it is, and that it exists."""
+
+    def problems(self, uri: str) -> list[Problem]: ...
+
+
 class CodeBuildPort(Protocol):
     """Starts the image builds."""
 

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         EndpointsPort,
         EventBusPort,
         LogsPort,
+        ModelDataPort,
         OncePort,
         OutboxPort,
         RunsPort,
@@ -49,6 +50,7 @@ class Services:
         s3: S3Client | None = None,
         bundles: BundlesPort | None = None,
         channels: ChannelsPort | None = None,
+        model_data: ModelDataPort | None = None,
         logs: LogsPort | None = None,
         endpoints: EndpointsPort | None = None,
         codebuild: CodeBuildPort | None = None,
@@ -69,6 +71,7 @@ class Services:
             "s3": s3,
             "bundles": bundles,
             "channels": channels,
+            "model_data": model_data,
             "logs": logs,
             "endpoints": endpoints,
             "codebuild": codebuild,
@@ -132,6 +135,13 @@ class Services:
         from chalicelib.adapters.s3_channels import S3Channels
 
         return S3Channels(self.s3, self.settings.data_bucket)
+
+    @cached_property
+    def model_data(self) -> ModelDataPort:
+        """A serve-only bundle's model archive in the data or artifact bucket (adapters/s3_model_data.py)."""
+        from chalicelib.adapters.s3_model_data import S3ModelData
+
+        return S3ModelData(self.s3, (self.settings.data_bucket, self.settings.artifact_bucket))
 
     @cached_property
     def logs(self) -> LogsPort:

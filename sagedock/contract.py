@@ -80,8 +80,10 @@ class ContractReport:
 CHECKS = ("build", "train", "model", "ping", "ping-2s", "invocation", "sigterm")
 
 
-def manifest_hyperparameters(directory: Path) -> dict[str, str]:
-    """[train.hyperparameters] of the bundle's sagedock.toml as SageMaker receives them (strings)."""
+SERVE_CHECKS = ("build", "model", "ping", "ping-2s", "invocation", "sigterm")
+
+
+def _manifest_train(directory: Path) -> dict[str, Any]:
     path = directory / "sagedock.toml"
     if not path.is_file():
         return {}
@@ -89,8 +91,19 @@ def manifest_hyperparameters(directory: Path) -> dict[str, str]:
         manifest = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ContractError(f"sagedock.toml: {exc}") from exc
-    raw = manifest.get("train", {}).get("hyperparameters", {})
+    train = manifest.get("train", {})
+    return train if isinstance(train, dict) else {}
+
+
+def manifest_hyperparameters(directory: Path) -> dict[str, str]:
+    """[train.hyperparameters] of the bundle's sagedock.toml as SageMaker receives them (strings)."""
+    raw = _manifest_train(directory).get("hyperparameters", {})
     return {str(key): as_string(value) for key, value in raw.items()}
+
+
+def manifest_serve_only(directory: Path) -> bool:
+    """Whether the bundle's sagedock.toml makes it serve-only (`[train] enabled = false`): nothing trains."""
+    return _manifest_train(directory).get("enabled", True) is False
 
 
 def sample_request(channels: Mapping[str, Path], content_type: str) -> bytes:
@@ -130,15 +143,21 @@ def check_container(
     log: Log | None = None,
     workdir: Path | None = None,
     extra_env: Mapping[str, str] | None = None,
+    serve_only: bool | None = None,
+    model_data: Path | None = None,
 ) -> ContractReport:
     """Build the bundle in `directory`, train it, serve the model and judge each step by SageMaker's rules.
 
     Defaults: hyperparameters from sagedock.toml, the `data/` folder as the `train` channel, and the first
-    training row without its label (first column) as the invocation body.
+    training row without its label (first column) as the invocation body. A serve-only bundle (`serve_only`,
+    by default what sagedock.toml's `[train] enabled` says) is not trained: `serve` runs on `model_data`
+    (a local model.tar.gz, as `deploy.model_data` would be) or on an empty /opt/ml/model (a model baked
+    into the image), and only serving is judged.
     """
     report = ContractReport()
     with _scratch(workdir) as scratch:
         try:
+            only_serve = manifest_serve_only(directory) if serve_only is None else serve_only
             image = build_local_image(directory, scratch / "image", dockerfile, build_args)
             params = dict(manifest_hyperparameters(directory) if hyperparameters is None else hyperparameters)
         except (ContractError, ValueError, OSError) as exc:
@@ -151,6 +170,15 @@ def check_container(
 
         if channels is None:
             channels = {"train": directory / "data"} if (directory / "data").is_dir() else {}
+        if only_serve:
+            served = _serve_only_model(report, model_data, scratch / "model.tar.gz")
+            if served is None:
+                report.skip(*SERVE_CHECKS[2:], because="the model archive cannot be read")
+                return report
+            body = sample_request(channels, content_type) if sample_body is None else sample_body
+            limits = _ServeLimits(ready_timeout, grace, log, extra_env)
+            _check_serving(report, image, served, scratch / "serve", body, content_type, limits)
+            return report
         opt_ml = scratch / "train" / "opt_ml"
         try:
             layout_opt_ml(opt_ml, hyperparameters=params, channels=channels)
@@ -178,6 +206,23 @@ def check_container(
         limits = _ServeLimits(ready_timeout, grace, log, extra_env)
         _check_serving(report, image, model_tar, scratch / "serve", body, content_type, limits)
     return report
+
+
+def _serve_only_model(report: ContractReport, model_data: Path | None, missing: Path) -> Path | None:
+    """The archive `serve` unpacks at /opt/ml/model: `model_data`, or none (`missing`, an empty model)."""
+    if model_data is None:
+        report.add(
+            "model", True, "serve-only, no model data: /opt/ml/model is empty (the model is in the image)"
+        )
+        return missing
+    try:
+        with tarfile.open(model_data, "r:gz") as archive:
+            members = archive.getnames()
+    except (OSError, tarfile.TarError) as exc:
+        report.add("model", False, f"{model_data} is not a readable model.tar.gz: {exc}")
+        return None
+    report.add("model", True, f"serve-only, {model_data} with {len(members)} entries")
+    return model_data
 
 
 @dataclass(frozen=True)

@@ -89,11 +89,13 @@ def pack_model(opt_ml: Path, dest: Path) -> Path:
 
 
 def unpack_model(model_tar: Path, model_dir: Path) -> None:
-    """Unpack model.tar.gz into `model_dir` and make it read-only, as SageMaker hosting mounts it."""
+    """Unpack model.tar.gz into `model_dir` and make it read-only, as SageMaker hosting mounts it; no such
+    file (a model without ModelDataUrl: it is in the image) leaves `model_dir` empty, as SageMaker does."""
     remove_tree(model_dir)
     model_dir.mkdir(parents=True)
-    with tarfile.open(model_tar) as archive:
-        archive.extractall(model_dir, filter="data")
+    if model_tar.is_file():
+        with tarfile.open(model_tar) as archive:
+            archive.extractall(model_dir, filter="data")
     for directory, _, filenames in os.walk(model_dir, topdown=False):
         for name in filenames:
             path = Path(directory) / name

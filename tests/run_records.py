@@ -25,6 +25,7 @@ MANIFEST_TODAY: dict[str, Any] = {
         "max_runtime_seconds": 3600,
         "hyperparameters": {"max_leaf_nodes": 5, "criterion": "gini", "rate": 0.25, "prune": True},
         "channels": {"train": "iris/train/"},
+        "enabled": True,
     },
     "deploy": {
         "enabled": True,
@@ -52,6 +53,7 @@ MANIFEST_TODAY: dict[str, Any] = {
             "scale_in_cooldown_seconds": 300,
             "scale_out_cooldown_seconds": 60,
         },
+        "model_data": None,
     },
 }
 RECORD_TODAY: dict[str, Any] = {

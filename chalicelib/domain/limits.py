@@ -18,6 +18,8 @@ MAX_HYPERPARAMETERS: Final = 100  # HyperParameters: at most 100 entries
 # "Each key and value is limited to 256 characters" (CreateTrainingJob, HyperParameters).
 MAX_HYPERPARAMETER_LENGTH: Final = 256
 MAX_RUNTIME_SECONDS: Final = 28 * 24 * 3600  # StoppingCondition.MaxRuntimeInSeconds: 28 days
+# CreateModel
+MAX_MODEL_DATA_URL_LENGTH: Final = 1024  # PrimaryContainer.ModelDataUrl: ^(https|s3)://([^/]+)/?(.*)$
 # CreateEndpointConfig
 MIN_STARTUP_HEALTH_TIMEOUT_SECONDS: Final = 60  # ContainerStartupHealthCheckTimeoutInSeconds: 60-3600
 MAX_STARTUP_HEALTH_TIMEOUT_SECONDS: Final = 3600

@@ -106,6 +106,25 @@ def channel_uri(data_bucket: str, source: str) -> str:
     return f"s3://{data_bucket}/{source.lstrip('/')}"
 
 
+def _model_data(value: str) -> str:
+    scheme, sep, rest = value.partition("://")
+    bucket, _, key = rest.partition("/")
+    if (
+        scheme != "s3"
+        or not sep
+        or not _BUCKET_NAME.fullmatch(bucket)
+        or ".." in bucket
+        or _IP_ADDRESS.fullmatch(bucket)
+        or not key.endswith(".tar.gz")
+        or len(value) > limits.MAX_MODEL_DATA_URL_LENGTH
+    ):
+        raise ValueError(
+            f"{value!r} is not a model archive's S3 URI: write s3://<bucket>/<key>.tar.gz (SageMaker's "
+            f"ModelDataUrl: one gzip-compressed tar, at most {limits.MAX_MODEL_DATA_URL_LENGTH} characters)"
+        )
+    return value
+
+
 def _matching(pattern: re.Pattern[str], what: str, hint: str) -> AfterValidator:
     def check(value: str) -> str:
         if not pattern.fullmatch(value):
@@ -192,6 +211,7 @@ BuildArgName = Annotated[
     ),
 ]
 BundlePath = Annotated[str, AfterValidator(_relative_path)]
+ModelDataUri = Annotated[str, AfterValidator(_model_data)]
 
 
 def _hyperparameters_fit_sagemaker(values: dict[str, Scalar]) -> dict[str, Scalar]:
@@ -229,7 +249,8 @@ class BuildConfig(_Section):
 class TrainConfig(_Section):
     """[train]: the SageMaker training job. `channels` maps a channel name to a key prefix in the data
     bucket or a full s3:// URI; None (no `channels` key) until validate resolves them by the SDK's
-    convention (the module docstring)."""
+    convention (the module docstring). `enabled = false` makes a serve-only bundle: no training job,
+    the other keys are ignored, and the endpoint serves `deploy.model_data` or the image's own model."""
 
     instance_type: TrainingInstanceType = TRAINING_INSTANCE_TYPE
     instance_count: int = Field(default=1, gt=0)
@@ -237,6 +258,7 @@ class TrainConfig(_Section):
     max_runtime_seconds: int = Field(default=3600, gt=0, le=MAX_RUNTIME_SECONDS)
     hyperparameters: Hyperparameters = Field(default_factory=dict, max_length=MAX_HYPERPARAMETERS)
     channels: Annotated[dict[ChannelName, ChannelSource], Field(max_length=MAX_CHANNELS)] | None = None
+    enabled: bool = True
 
     def hyperparameters_as_strings(self) -> dict[str, str]:
         """The HyperParameters of CreateTrainingJob: SageMaker takes strings only (booleans as true/false)."""
@@ -282,6 +304,9 @@ class DeployConfig(_Section):
     claim_endpoint: bool = False
     update: UpdateConfig | None = None
     autoscaling: AutoscalingConfig | None = None
+    # A serve-only bundle's model (`[train] enabled = false`): the model.tar.gz the endpoint unpacks at
+    # /opt/ml/model; None serves the model baked into the image (CreateModel without ModelDataUrl).
+    model_data: ModelDataUri | None = None
 
     @model_validator(mode="after")
     def _sagemaker_accepts_the_rollout(self) -> DeployConfig:
@@ -321,6 +346,35 @@ class Manifest(_Section):
     build: BuildConfig = Field(default_factory=BuildConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     deploy: DeployConfig
+
+    @model_validator(mode="after")
+    def _serve_only_makes_sense(self) -> Manifest:
+        problems = serve_only_problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def serve_only(self) -> bool:
+        """Whether the run skips training and deploys the image as it is (`[train] enabled = false`)."""
+        return not self.train.enabled
+
+
+def serve_only_problems(manifest: Manifest) -> list[str]:
+    """What a manifest asks of a serve-only bundle that cannot be done: the training switch and the model."""
+    if manifest.train.enabled:
+        if manifest.deploy.model_data is not None:
+            return [
+                "deploy.model_data: the endpoint serves the model training makes; model_data is for a "
+                "serve-only bundle: set enabled = false under [train], or remove model_data"
+            ]
+        return []
+    if not manifest.deploy.enabled:
+        return [
+            "train.enabled: with training off and deploy.enabled = false a run has nothing to do: "
+            "set enabled = true under [train] or under [deploy]"
+        ]
+    return []
 
 
 def parse_manifest(

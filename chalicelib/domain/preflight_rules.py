@@ -14,7 +14,9 @@ all are reported at once:
 - the endpoint the run would deploy to is not another project's (EndpointOwned) unless the manifest
   claims it with `deploy.claim_endpoint = true`: at validate, and again at deploy, where the run records
   itself as the endpoint's owner on condition that no other project did meanwhile;
-- the names derived from the run id fit SageMaker's 63 characters (NameTooLong).
+- the names derived from the run id fit SageMaker's 63 characters (NameTooLong);
+- a serve-only bundle's `deploy.model_data` is in the data or the artifact bucket (ModelDataOutsideBuckets)
+  and exists (one HeadObject: ModelDataMissing); its training channels are not looked at.
 
 A channel in a bucket other than the data bucket that sagedock may not list is not checked (the
 deployment grants s3:ListBucket on the data bucket only) and is logged; SageMaker still reads it with its
@@ -105,6 +107,26 @@ def training_channels(request: Mapping[str, Any]) -> dict[str, str]:
         channel["ChannelName"]: channel["DataSource"]["S3DataSource"]["S3Uri"]
         for channel in request.get("InputDataConfig", [])
     }
+
+
+# --- a serve-only bundle's model ------------------------------------------------------------------------
+def model_data_missing(uri: str, why: str) -> Problem:
+    return Problem(
+        "ModelDataMissing",
+        "deploy.model_data",
+        f"the endpoint would serve {uri}, but {why}: SageMaker would fail the endpoint when it downloads "
+        f"the model. Upload the archive (aws s3 cp model.tar.gz {uri}) or point model_data at it",
+    )
+
+
+def model_data_outside(uri: str, allowed_buckets: tuple[str, ...]) -> Problem:
+    buckets = " or ".join(f"s3://{bucket}/" for bucket in allowed_buckets)
+    return Problem(
+        "ModelDataOutsideBuckets",
+        "deploy.model_data",
+        f"{uri} is outside the buckets this deployment reads models from ({buckets}): copy the archive "
+        "into one of them (docs/deploy.md says why, and what an operator grants to widen it)",
+    )
 
 
 # --- endpoint ownership ----------------------------------------------------------------------------------

@@ -87,11 +87,16 @@ def training_job_request(run: Run, settings: Settings, *, job_name: str, image_u
     return request
 
 
-def model_request(run: Run, settings: Settings, *, model_name: str, model_artifact: str) -> dict[str, Any]:
-    """CreateModel arguments: the very image (by digest) that trained, with the trained artifact."""
+def model_request(
+    run: Run, settings: Settings, *, model_name: str, model_artifact: str | None
+) -> dict[str, Any]:
+    """CreateModel arguments: the very image (by digest) that trained, with the trained artifact; for a
+    serve-only bundle, `deploy.model_data`, or no ModelDataUrl at all when the model is in the image."""
     if run.image is None or not run.image.uri:
         raise ValueError(f"run {run.run_id} has no image digest yet")
-    container: dict[str, Any] = {"Image": run.image.uri, "ModelDataUrl": model_artifact}
+    container: dict[str, Any] = {"Image": run.image.uri}
+    if model_artifact is not None:
+        container["ModelDataUrl"] = model_artifact
     request: dict[str, Any] = {
         "ModelName": model_name,
         "PrimaryContainer": container,
@@ -110,6 +115,16 @@ def model_request(run: Run, settings: Settings, *, model_name: str, model_artifa
 def endpoint_name(run: Run) -> str:
     """The manifest's endpoint name (the project's by default)."""
     return run.effective_manifest().deploy.endpoint_name
+
+
+def train_enabled(run: Run) -> bool:
+    """Whether the run trains (train.enabled, true by default); false: a serve-only bundle."""
+    return run.effective_manifest().train.enabled
+
+
+def model_data(run: Run) -> str | None:
+    """A serve-only run's model archive (deploy.model_data); None: the model is in the image."""
+    return run.effective_manifest().deploy.model_data
 
 
 def deploy_enabled(run: Run) -> bool:

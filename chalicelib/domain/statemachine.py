@@ -82,7 +82,13 @@ def start_training(run: Run, *, digest: str, uri: str, job_name: str, now: str) 
 
 
 def start_deploy(
-    run: Run, *, model_artifact: str, model_name: str, endpoint_config_name: str, endpoint_name: str, now: str
+    run: Run,
+    *,
+    model_artifact: str | None,
+    model_name: str,
+    endpoint_config_name: str,
+    endpoint_name: str,
+    now: str,
 ) -> Run:
     """TRAINING -> DEPLOYING once the model and endpoint config exist and the endpoint change started."""
     _require(run, Status.TRAINING, "start deploy")
@@ -95,6 +101,46 @@ def start_deploy(
         model_name=model_name,
         endpoint_config_name=endpoint_config_name,
         endpoint_name=endpoint_name,
+    )
+
+
+def start_serving(
+    run: Run,
+    *,
+    digest: str,
+    uri: str,
+    model_artifact: str | None,
+    model_name: str,
+    endpoint_config_name: str,
+    endpoint_name: str,
+    now: str,
+) -> Run:
+    """BUILDING -> DEPLOYING for a serve-only bundle (`[train] enabled = false`) once the image is pushed.
+
+    The train stage is recorded SKIPPED; recorded before the model is made (as training is recorded before
+    its job), so a failure of the deploy keeps the image and a retry restarts at deploy.
+    """
+    _require(run, Status.BUILDING, "start serving")
+    assert run.image is not None
+    image = run.image.model_copy(update={"digest": digest, "uri": uri})
+    built = _close_current(run.stages, SUCCEEDED, now)
+    skipped = StageEntry(
+        stage=Stage.TRAIN, status=SKIPPED, started_at=now, ended_at=now, detail="train.enabled = false"
+    )
+    stages = _open(
+        (*built, skipped), Stage.DEPLOY, now, f"endpoint {endpoint_name} with config {endpoint_config_name}"
+    )
+    return run.model_copy(
+        update={
+            "status": Status.DEPLOYING,
+            "stages": stages,
+            "updated_at": now,
+            "image": image,
+            "model_artifact": model_artifact,
+            "model_name": model_name,
+            "endpoint_config_name": endpoint_config_name,
+            "endpoint_name": endpoint_name,
+        }
     )
 
 
@@ -147,7 +193,10 @@ def retry_stage(run: Run) -> Stage:
             f"run {run.run_id} failed validation ({run.error.code}); a bundle does not change: "
             "fix it and upload it again"
         )
-    if stage == Stage.DEPLOY and not run.model_artifact:
+    serve_only = run.manifest is not None and run.manifest.serve_only
+    if stage == Stage.DEPLOY and serve_only and (run.image is None or not run.image.digest):
+        stage = Stage.BUILD
+    if stage == Stage.DEPLOY and not run.model_artifact and not serve_only:
         stage = Stage.TRAIN
     if stage == Stage.TRAIN and (run.image is None or not run.image.digest):
         stage = Stage.BUILD

@@ -36,6 +36,10 @@ def build_environment(svc: Services, run: Run, repository_uri: str) -> tuple[dic
         # A private registry may refuse to overwrite a tag: cache only where the tag is known mutable.
         "CACHE_TAG": "" if svc.settings.private_mode else names.CACHE_TAG,
     }
+    if run.effective_manifest().serve_only:
+        # The smoke test trains on the sample data first; a serve-only image does not train, and its model
+        # (deploy.model_data) is not the build's to read: the endpoint's health check judges its serving.
+        env["SMOKE_TEST"] = "off"
     secrets: dict[str, str] = {}
     if svc.settings.private_mode:
         env["PRIVATE_REGISTRY"] = svc.settings.private_registry or ""

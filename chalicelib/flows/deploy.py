@@ -9,13 +9,14 @@ from chalicelib.domain import names, specs
 from chalicelib.domain import statemachine as sm
 from chalicelib.domain.errors import BundleRejected, Conflict, StaleEvent, UpstreamError
 from chalicelib.domain.log_locations import endpoint_log_group
-from chalicelib.domain.models import Run, Stage, Status
+from chalicelib.domain.models import Run, ScanResult, Stage, Status
 from chalicelib.flows import preflight
 from chalicelib.flows.log_reading import with_log_tail
 from chalicelib.flows.outcomes import (
     Advanced,
     Ignored,
     Outcome,
+    apply,
     ignored,
     record_failure,
     transition,
@@ -29,15 +30,66 @@ if TYPE_CHECKING:
     from chalicelib.services import Services
 
 
+def serve(svc: Services, run: Run, digest: str, *, scan: ScanResult | None = None) -> Outcome:
+    """A serve-only bundle's image is pushed (BUILDING): record DEPLOYING, train SKIPPED, then deploy.
+
+    The push, the build and the scan events arrive in any order and more than once: the first records the
+    transition; a later one finds the run DEPLOYING on this digest and makes sure the deploy happened (each
+    step is idempotent, the endpoint change at most once).
+    """
+    if run.status == Status.DEPLOYING and run.image is not None and run.image.digest == digest:
+        return deploy(svc, run)
+    if run.status != Status.BUILDING:
+        return ignored(f"image already handled; run is {run.status}", run_id=run.run_id)
+    assert run.image is not None
+    uri = f"{run.image.repository}@{digest}"
+
+    def change(current: Run) -> Run:
+        scanned = current
+        if scan is not None:
+            # A run that waited keeps its mark until the sweeper sees its deploy made (flows/sweepers.py).
+            marked = current.scan is not None and current.scan.digest == scan.digest
+            since = current.scan.waiting_since if marked and current.scan is not None else None
+            scanned = current.model_copy(update={"scan": scan.model_copy(update={"waiting_since": since})})
+        return sm.start_serving(
+            scanned,
+            digest=digest,
+            uri=uri,
+            model_artifact=specs.model_data(current),
+            model_name=names.model_name(current.run_id),
+            endpoint_config_name=names.endpoint_config_name(current.run_id, current.attempt),
+            endpoint_name=specs.endpoint_name(current),
+            now=svc.clock(),
+        )
+
+    started = apply(svc, run.run_id, change, "deploy started, training skipped")
+    if isinstance(started, Ignored):  # a concurrent delivery got there first
+        return started
+    outcome = deploy(svc, started.run)
+    if isinstance(outcome, Advanced):  # this delivery made the transition: say so, with what deploy did
+        return Advanced(started.outcome.action, outcome.run_id, started.outcome.status, outcome.detail)
+    return outcome
+
+
 def deploy(svc: Services, run: Run) -> Outcome:
+    """Create the model and the endpoint config, then create or update the endpoint (at most once).
+
+    Reached from a completed training job (TRAINING), a replay of it (DEPLOYING), a serve-only image
+    (DEPLOYING, recorded by `serve`) and a retry of the deploy stage.
+    """
     if run.status not in (Status.TRAINING, Status.DEPLOYING):
         return ignored(f"training already handled; run is {run.status}", run_id=run.run_id)
-    assert run.training_job_name is not None
-    try:
-        artifact = run.model_artifact or svc.sagemaker.model_artifact(run.training_job_name)
-    except UpstreamError as exc:
-        return record_failure(svc, run.run_id, Stage.TRAIN, exc.code, exc.message)
+    artifact: str | None
+    if not specs.train_enabled(run):
+        artifact = specs.model_data(run)
+    else:
+        assert run.training_job_name is not None
+        try:
+            artifact = run.model_artifact or svc.sagemaker.model_artifact(run.training_job_name)
+        except UpstreamError as exc:
+            return record_failure(svc, run.run_id, Stage.TRAIN, exc.code, exc.message)
     if not specs.deploy_enabled(run):
+        assert artifact is not None
         return transition(
             svc,
             run.run_id,

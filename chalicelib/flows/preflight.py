@@ -33,7 +33,11 @@ def check_run(svc: Services, run_id: str, project: str, attempt: int, manifest: 
     call's code), since validate has nothing to retry; throttling is raised as TransientError.
     """
     try:
-        manifest, channels = svc.channels.resolve(manifest, project=project)
+        if manifest.serve_only:  # no training job: its channels are not looked at, the model is
+            model_data = manifest.deploy.model_data
+            channels = svc.model_data.problems(model_data) if model_data is not None else []
+        else:
+            manifest, channels = svc.channels.resolve(manifest, project=project)
         problems = [
             *name_problems(run_id, attempt),
             *channels,

@@ -46,6 +46,13 @@ def latest_success(svc: Services, project: str) -> Run:
     if svc.runs.latest_run(project) is None:
         raise NotFound(f"no project {project}: it has no runs (submit a bundle first)", code="UnknownProject")
     run = svc.runs.latest_succeeded(project)
+    if run is not None and run.manifest is not None and run.manifest.serve_only:
+        raise Conflict(
+            f"project {project} serves a model it does not train (its latest successful run "
+            f"{run.run_id} has enabled = false under [train]): there is nothing to retrain; upload a "
+            "bundle that trains, or one with the new model_data",
+            code="NothingToTrain",
+        )
     if run is not None and run.image is not None and run.image.digest and run.image.uri:
         return run
     raise Conflict(

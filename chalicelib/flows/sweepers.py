@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from chalicelib.domain.errors import NotFound, StaleEvent, TransientError
 from chalicelib.domain.models import Run, Status
-from chalicelib.flows.outcomes import Outcome, TrainingStarted, ignored
+from chalicelib.flows.outcomes import Advanced, Outcome, TrainingStarted, ignored
 from chalicelib.flows.train import start_training
 from chalicelib.observability import count, logger
 
@@ -49,7 +49,8 @@ def scan_awaited(run_id: str, svc: Services) -> Outcome:
 
     BUILDING: ask ECR as the push and build events did; a settled scan decides as its event would, a wait
     past the bound ends the run FAILED with ImageScanTimeout. TRAINING (the mark outlives the transition
-    until the job surely exists): make sure the training job was created, at most once, then drop the mark.
+    until the job surely exists): make sure the training job was created, at most once, then drop the mark;
+    a serve-only run DEPLOYING on its image the same for its endpoint change.
     """
     run = svc.runs.find(run_id)
     if run is None or run.scan is None or not run.scan.waiting_since:
@@ -59,10 +60,13 @@ def scan_awaited(run_id: str, svc: Services) -> Outcome:
         outcome = start_training(svc, run, run.scan.digest)
     elif run.status == Status.TRAINING and run.image is not None and run.image.digest:
         outcome = start_training(svc, run, run.image.digest)
+    elif run.status == Status.DEPLOYING and run.training_job_name is None and run.image and run.image.digest:
+        outcome = start_training(svc, run, run.image.digest)  # a serve-only run: its deploy, made sure of
     else:
         return ignored(f"run is {run.status}", run_id=run_id)
-    # The training job exists: the sweeper need not look at this run again.
-    if isinstance(outcome, TrainingStarted):
+    # The training job (a serve-only run: the endpoint change) exists: the sweeper need not look again.
+    deployed = isinstance(outcome, Advanced) and "endpoint_action" in outcome.detail
+    if isinstance(outcome, TrainingStarted) or deployed:
         with contextlib.suppress(StaleEvent):
             svc.runs.update(run_id, stop_waiting)
     return outcome

@@ -11,7 +11,7 @@ from chalicelib.domain.errors import BundleRejected, StaleEvent, UpstreamError
 from chalicelib.domain.log_locations import TRAINING_JOBS_GROUP
 from chalicelib.domain.models import Run, ScanResult, Stage, Status
 from chalicelib.flows import preflight, training_progress
-from chalicelib.flows.deploy import deploy
+from chalicelib.flows.deploy import deploy, serve
 from chalicelib.flows.log_reading import with_log_tail
 from chalicelib.flows.outcomes import (
     Ignored,
@@ -32,10 +32,13 @@ if TYPE_CHECKING:
 
 
 def start_training(svc: Services, run: Run, digest: str, *, scan: ScanResult | None = None) -> Outcome:
+    serve_only = not specs.train_enabled(run)
     if run.status == Status.TRAINING and run.image is not None and run.image.digest == digest:
         # An earlier delivery (or the other of the push and build events) recorded TRAINING; it may have
         # stopped before creating the job, so make sure the job exists (at most once).
         return launch_training(svc, run)
+    if serve_only and run.status == Status.DEPLOYING:
+        return serve(svc, run, digest)  # a replay: the deploy is made sure of, or ignored for another digest
     if run.status != Status.BUILDING:
         return ignored(f"image already handled; run is {run.status}", run_id=run.run_id)
     assert run.image is not None
@@ -44,6 +47,8 @@ def start_training(svc: Services, run: Run, digest: str, *, scan: ScanResult | N
         if not isinstance(gate, ScanResult):
             return gate
         scan = gate
+    if serve_only:
+        return serve(svc, run, digest, scan=scan)
     uri = f"{run.image.repository}@{digest}"
     job_name = names.training_job_name(run.run_id, run.attempt)
 

@@ -166,6 +166,19 @@ def _account_checks(
             manifest, project, owner_run=lambda _: None, endpoint_tags=sagemaker.endpoint_tags
         )
 
+    def model_data() -> list[Problem]:
+        # Whether the bucket is one the deployment reads models from is its rule, checked at validate;
+        # here, that the archive is there.
+        from chalicelib.adapters.s3_model_data import model_data_problems
+
+        uri = manifest.deploy.model_data
+        if uri is None:
+            return []
+        where = (bucket, uri.removeprefix("s3://").split("/", 1)[0])
+        return model_data_problems(aws_client(target, "s3"), uri, allowed_buckets=where)
+
+    if manifest.serve_only:  # nothing trains: no channels to look for, a model archive instead
+        return [("the model data", model_data), ("the endpoint's owner", endpoint)]
     return [("training channels", channels), ("the endpoint's owner", endpoint)]
 
 

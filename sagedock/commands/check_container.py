@@ -29,7 +29,8 @@ def register(subparsers: Any) -> None:
             "Build the bundle's image into a directory (COPY/ENV/WORKDIR/ENTRYPOINT honoured, RUN steps "
             "taken from this environment), run `train` on an /opt/ml tree laid out as SageMaker does, "
             "pack model.tar.gz, run `serve` on it and check /ping, one invocation and a clean SIGTERM "
-            "exit. Exit code 0 only if every check passes."
+            "exit; a serve-only bundle ([train] enabled = false) is not trained, only served, on "
+            "--model-data or an empty /opt/ml/model. Exit code 0 only if every check passes."
         ),
     )
     parser.add_argument("directory", type=Path, help="the bundle: a folder with a Dockerfile")
@@ -53,6 +54,11 @@ def register(subparsers: Any) -> None:
         "--sample",
         type=Path,
         help="file holding the invocation's body (default: the first training row without its label)",
+    )
+    parser.add_argument(
+        "--model-data",
+        type=Path,
+        help="a serve-only bundle's model.tar.gz, unpacked at /opt/ml/model (default: none, it is empty)",
     )
     parser.add_argument("--content-type", default="text/csv", help="of the invocation (default: text/csv)")
     parser.add_argument("--dockerfile", default="Dockerfile", help="path of the Dockerfile inside DIR")
@@ -99,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
         dockerfile=args.dockerfile,
         build_args=_pairs(args.build_arg, "--build-arg"),
         log=None if args.quiet else log,
+        model_data=args.model_data,
     )
     print(report.render())
     return 0 if report.ok else 1

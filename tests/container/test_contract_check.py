@@ -210,3 +210,55 @@ def test_a_dockerfile_error_fails_the_build_check_with_its_line(tmp_path: Path) 
     assert not build.passed
     assert "line 2" in build.reason and "missing.py" in build.reason
     assert all(check.skipped for check in report.checks[1:])
+
+
+SERVE_ONLY = Path(__file__).resolve().parents[1] / "e2e" / "bundles" / "serve-only"
+
+
+def test_a_serve_only_bundle_is_checked_for_serving_only_with_its_model_baked_in(tmp_path: Path) -> None:
+    # Given a bundle whose sagedock.toml has enabled = false under [train] and whose image refuses `train`
+    # When the contract check runs it without model data
+    report = check_container(SERVE_ONLY, workdir=tmp_path, grace=10)
+
+    # Then train is not run, serving passes, and /opt/ml/model was empty
+    assert report.ok, report.render()
+    assert [check.name for check in report.checks] == [
+        "build",
+        "model",
+        "ping",
+        "ping-2s",
+        "invocation",
+        "sigterm",
+    ]
+    assert "baked into the image" in by_name(report)["invocation"].reason
+    assert '"model_files": []' in by_name(report)["invocation"].reason
+
+
+def test_a_serve_only_bundle_serves_the_model_data_it_is_given(capsys: object, tmp_path: Path) -> None:
+    import io
+    import tarfile
+
+    archive = tmp_path / "model.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        data = b'{"source": "given", "label": "versicolor"}'
+        info = tarfile.TarInfo("model.json")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    code = main(
+        ["check-container", str(SERVE_ONLY), "--model-data", str(archive), "--quiet", "--grace", "10"]
+    )
+    out = capsys.readouterr().out  # type: ignore[attr-defined]
+    assert code == 0, out
+    assert "6/6 checks passed" in out and "versicolor" in out and "train" not in out.split("checks passed")[0]
+
+
+def test_a_serve_only_bundle_with_an_unreadable_model_data_fails_the_model_check(tmp_path: Path) -> None:
+    bad = tmp_path / "model.tar.gz"
+    bad.write_bytes(b"not a tar")
+    report = check_container(SERVE_ONLY, workdir=tmp_path / "work", grace=10, model_data=bad)
+    assert not report.ok
+    assert (
+        not by_name(report)["model"].passed
+        and "not a readable model.tar.gz" in by_name(report)["model"].reason
+    )
+    assert by_name(report)["ping"].skipped

@@ -213,3 +213,29 @@ def test_a_serve_container_that_exits_before_its_first_ping_fails_the_deploy_say
     assert run["status"] == "FAILED" and run["error"]["stage"] == "deploy", run
     assert "exited with code 5" in run["error"]["message"], run["error"]
     assert "serve: no loader for model.txt" in run["error"]["message"], run["error"]
+
+
+def test_serve_only_bundles_serve_in_containers_from_uploaded_model_data_or_the_image(
+    cloud: LocalCloudProcess,
+) -> None:
+    from test_local_serve_only_bundles import bundle, model_archive
+
+    # Given a model.tar.gz uploaded to the data bucket, and two serve-only bundles: one naming it, one not
+    data_bucket = cloud.contract["SAGEDOCK_DATA_BUCKET"]
+    cloud.aws("s3").put_object(
+        Bucket=data_bucket, Key="served/model/model.tar.gz", Body=model_archive({"source": "uploaded"})
+    )
+    uploaded = (
+        '[train]\nenabled = false\n[deploy]\nendpoint_name = "served"\n'
+        f'model_data = "s3://{data_bucket}/served/model/model.tar.gz"\n'
+    )
+    # When both are built and deployed: no training job, each serve in a container of its own
+    served = _submit(cloud, "served", bundle(uploaded), "v1")
+    baked = _submit(cloud, "baked", zip_directory(BUNDLES / "serve-only"), "v1")
+    assert served["training_job_name"] is None and baked["training_job_name"] is None
+    assert [s["status"] for s in served["stages"] if s["stage"] == "train"] == ["SKIPPED"]
+    # Then the one serves the uploaded model at /opt/ml/model, the other its own on an empty /opt/ml/model
+    answer = json.loads(cloud.api.invoke("served", ROW, content_type="text/csv")[1])
+    assert answer == {"model": {"source": "uploaded"}, "model_files": ["model.json"]}
+    answer = json.loads(cloud.api.invoke("serve-only", ROW, content_type="text/csv")[1])
+    assert answer == {"model": {"source": "baked into the image", "label": "setosa"}, "model_files": []}

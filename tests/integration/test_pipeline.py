@@ -92,6 +92,7 @@ class TestHappyPath:
         assert repo["imageTagMutability"] == "IMMUTABLE_WITH_EXCLUSION"
         assert repo["imageTagMutabilityExclusionFilters"] == [{"filterType": "WILDCARD", "filter": "latest"}]
         assert env["CACHE_TAG"] == "latest"
+        assert "SMOKE_TEST" not in env  # the buildspec's default: a bundle that trains is smoke-tested
         assert json.loads(env["BUILD_ARGS"]) == {}
         assert repo["imageScanningConfiguration"]["scanOnPush"] is True
 

@@ -32,6 +32,8 @@ RESOURCES = {
     "idempotency": "${IdempotencyTable.Arn}",
     "bundles": "arn:${AWS::Partition}:s3:::${SourceBucket}/bundles/*",
     "data bucket": "arn:${AWS::Partition}:s3:::${DataBucket}",
+    "model archives in the data bucket": "arn:${AWS::Partition}:s3:::${DataBucket}/*.tar.gz",
+    "model archives in the artifact bucket": "arn:${AWS::Partition}:s3:::${ArtifactBucket}/*.tar.gz",
     "repositories": "arn:${AWS::Partition}:ecr:${AWS::Region}:${AWS::AccountId}:repository/"
     + ECR_PREFIX
     + "/*",
@@ -94,6 +96,14 @@ CALL_SITES: dict[str, list[tuple[str, str]]] = {
     # ListObjectsV2 is authorised by s3:ListBucket on the bucket; channels in other buckets are not granted.
     "channel_problems.list_objects_v2": [("s3:ListBucket", "data bucket")],
     "discovered_channels.list_objects_v2": [("s3:ListBucket", "data bucket")],
+    # A serve-only bundle's deploy.model_data, which must be a .tar.gz in the data or the artifact bucket:
+    # HeadObject is s3:GetObject on the object; a missing one is 404 where the bucket may be listed (the
+    # data bucket, for the channels), 403 elsewhere, which the check reports the same way.
+    "model_data_problems.head_object": [
+        ("s3:GetObject", "model archives in the data bucket"),
+        ("s3:GetObject", "model archives in the artifact bucket"),
+        ("s3:ListBucket", "data bucket"),
+    ],
     "SageMaker.describe_endpoint": [("sagemaker:DescribeEndpoint", "endpoints")],
     "SageMaker.create_endpoint": [
         ("sagemaker:CreateEndpoint", "endpoints"),
@@ -154,6 +164,7 @@ TRAIN = {"SageMaker.create_training_job", "channel_problems.list_objects_v2"}  #
 PREFLIGHT = {
     "channel_problems.list_objects_v2",
     "discovered_channels.list_objects_v2",  # no [train].channels: the SDK's convention
+    "model_data_problems.head_object",  # [train] enabled = false: the model archive exists
     "SageMaker.list_endpoints",
     "SageMaker.list_tags",
 }
@@ -173,6 +184,8 @@ DEPLOY = {  # _deploy: artifact, model, endpoint config, create or update the en
     "AutoScaling.describe_scalable_targets",  # _change_endpoint, before an instance type change
     "AutoScaling.deregister_scalable_target",
 }
+# start_training of a serve-only bundle ([train] enabled = false): the deploy, straight from the image's push
+SERVE = DEPLOY - {"SageMaker.describe_training_job"}
 SCALE = {  # endpoint_state_changed: the variant's scaling once in service; which rollback alarm fired
     "AutoScaling.register_scalable_target",
     "AutoScaling.put_scaling_policy",
@@ -186,9 +199,9 @@ HANDLER_CALLS: dict[str, set[str]] = {
     | {ONCE, "S3RangeReader.head_object", "S3RangeReader.get_object"}
     | PREFLIGHT
     | BUILD,
-    "build_state_changed": RUNS | {ONCE} | TRAIN | SCAN,
-    "image_pushed": RUNS | {ONCE} | TRAIN | SCAN,
-    "image_scanned": RUNS | {ONCE} | TRAIN | SCAN,
+    "build_state_changed": RUNS | {ONCE} | TRAIN | SCAN | SERVE,
+    "image_pushed": RUNS | {ONCE} | TRAIN | SCAN | SERVE,
+    "image_scanned": RUNS | {ONCE} | TRAIN | SCAN | SERVE,
     "training_state_changed": RUNS | {ONCE} | DEPLOY | LOG_READS,
     "endpoint_state_changed": RUNS
     | {"SageMaker.list_endpoints", "SageMaker.describe_endpoint"}
@@ -199,7 +212,7 @@ HANDLER_CALLS: dict[str, set[str]] = {
     # the sweeper: the runs with unpublished events (a query on the sparse index), claimed and published
     "publish_pending": RUNS | {"RunStore.query"},
     # the scan sweeper: the runs waiting for a scan (a query on the sparse index), then what a scan event does
-    "sweep_scans": RUNS | {"RunStore.query", ONCE} | TRAIN | SCAN,
+    "sweep_scans": RUNS | {"RunStore.query", ONCE} | TRAIN | SCAN | SERVE,
     # GET/POST routes, and POST /runs/{id}/retry restarts a build, a training job or a deploy.
     "api_handler": RUNS
     | {"RunStore.query", ONCE, "create_upload.generate_presigned_post", "Endpoints.invoke_endpoint"}
