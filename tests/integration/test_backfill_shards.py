@@ -104,13 +104,13 @@ def test_a_stopped_backfill_resumes_and_a_second_pass_changes_nothing(dynamodb: 
 
     def stop_after_two_pages(counts: Counts) -> None:
         pages.append(counts.updated)
-        if len(pages) == 2:  # noqa: PLR2004
+        if len(pages) == 2:
             raise Stop
 
     with pytest.raises(Stop):
         backfill(dynamodb, TABLE, state=state, page_size=8, after_page=stop_after_two_pages)
     first = pages[-1]
-    assert 0 < first <= 16  # noqa: PLR2004
+    assert 0 < first <= 16
     assert sum("shard" in item for item in scan(dynamodb)) == first
 
     rest = backfill(dynamodb, TABLE, state=state, page_size=8)
@@ -128,7 +128,7 @@ def test_new_writes_during_the_backfill_are_left_as_written(dynamodb: Any, tmp_p
     store = RunStore(dynamodb, TABLE)
 
     def a_run_moves_on(counts: Counts) -> None:
-        if counts.scanned == 10:  # noqa: PLR2004
+        if counts.scanned == 10:
             store.update("iris-000000000000", lambda run: run.model_copy(update={"status": Status.FAILED}))
 
     backfill(dynamodb, TABLE, page_size=10, after_page=a_run_moves_on)
