@@ -24,6 +24,8 @@ from chalicelib.domain.models import Run, SourceRef, Status
 from sagedock import cli
 from sagedock import client as client_module
 
+pytestmark = pytest.mark.slow
+
 RUNS = 10_000
 PROJECTS = 40
 READS = {"Query", "GetItem", "BatchGetItem"}
