@@ -14,6 +14,7 @@ from typing import Any
 import boto3
 import pytest
 from api_client import assert_bad_request, get
+from moto import mock_aws
 from moto_cloud import REGION, SETTINGS, Cloud, open_cloud
 from moto_fast import sort_each_table_once
 
@@ -239,3 +240,27 @@ def test_sagedock_runs_pages_through_every_run(
     first = [r for page in itertools.islice(pages(), 10) for r in page["runs"]]
     assert_each_once_newest_first(first, newest)
     assert set(calls.counts) <= READS, calls.counts
+
+
+def test_a_status_filter_that_skips_most_runs_still_pages_through_each_match_once(aws_env: None) -> None:
+    # Given 400 runs of which 1 in 40 FAILED: a page's queries run out before it fills
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name=REGION)
+        client.create_table(**run_store.table_definition("small"))
+        runs = [
+            run.model_copy(update={"status": Status.FAILED if index % 40 == 0 else Status.SUCCEEDED})
+            for index, run in enumerate(seeded_runs()[:400])
+        ]
+        batch_put("small", [run_store.run_item(run) for run in runs])
+        store = run_store.RunStore(client, "small")
+        listed, token, short_pages = [], None, 0
+        # When every page of FAILED runs is read
+        while True:
+            page, token = store.list(project=None, status=Status.FAILED, limit=7, next_token=token)
+            listed += [run.public() for run in page]
+            short_pages += len(page) < 7 and token is not None
+            if token is None:
+                break
+    # Then each FAILED run comes once, newest first, and some pages ended short with a token to go on
+    assert_each_once_newest_first(listed, [run for run in runs if run.status == Status.FAILED])
+    assert short_pages > 0
