@@ -97,7 +97,12 @@ class Services:
         """The runs table; each transition's `Run State Change` goes out through its outbox."""
         from chalicelib.adapters.run_store import RunStore
 
-        return RunStore(self.dynamodb, self.settings.runs_table, outbox=self.outbox)
+        return RunStore(
+            self.dynamodb,
+            self.settings.runs_table,
+            outbox=self.outbox,
+            listing=self.settings.runs_listing_index,
+        )
 
     @cached_property
     def outbox(self) -> OutboxPort:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
@@ -70,6 +70,12 @@ class Settings(BaseModel):
     # How long a run waits for ECR's scan of its image before it fails with ImageScanTimeout.
     image_scan_timeout_seconds: int = Field(
         default=1800, ge=60, validation_alias="SAGEDOCK_IMAGE_SCAN_TIMEOUT_SECONDS"
+    )
+
+    # Which index lists every run and project: by_shard (its SHARDS partitions, merged), or the one-partition
+    # by_created a stage deployed before it reads until its runs are backfilled (docs/deploy.md).
+    runs_listing_index: Literal["by_shard", "by_created"] = Field(
+        default="by_shard", validation_alias="SAGEDOCK_RUNS_LISTING_INDEX"
     )
 
     @model_validator(mode="after")

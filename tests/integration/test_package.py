@@ -202,7 +202,7 @@ def test_the_tables_have_exactly_the_schemas_of_chalicelib_runs(resources: dict[
     index_names = {
         index["IndexName"] for index in resources["RunsTable"]["Properties"]["GlobalSecondaryIndexes"]
     }
-    assert index_names == {"by_project", "by_created", "by_pending", "by_scan_wait"}
+    assert index_names == {"by_project", "by_created", "by_shard", "by_pending", "by_scan_wait"}
     assert resources["IdempotencyTable"]["Properties"]["TimeToLiveSpecification"] == {
         "AttributeName": "expiration",
         "Enabled": True,

@@ -14,7 +14,7 @@ import pytest
 from pydantic import ValidationError
 
 from chalicelib.adapters.instance_types import instance_types
-from chalicelib.adapters.run_store import _item, _run
+from chalicelib.adapters.run_store import _run, run_item
 from chalicelib.domain import specs
 from chalicelib.domain.errors import ManifestInvalid
 from chalicelib.domain.manifest import Manifest, default_manifest, parse_manifest, stored_manifest
@@ -57,8 +57,8 @@ def test_a_record_as_stored_today_reads_back_typed_and_writes_the_same_item() ->
     assert run.manifest.deploy.autoscaling is not None and run.manifest.deploy.autoscaling.max_capacity == 4
     assert run.version == 3
     # And written back it is the very same item: the manifest is still a JSON map inside the record
-    assert _item(run) == item
-    assert json.loads(_item(run)["record"]["S"])["manifest"] == MANIFEST_TODAY
+    assert run_item(run) == item
+    assert json.loads(run_item(run)["record"]["S"])["manifest"] == MANIFEST_TODAY
 
 
 def test_the_public_record_shows_the_manifest_as_it_is_stored() -> None:
@@ -74,7 +74,7 @@ def test_a_run_without_a_manifest_stays_without_one() -> None:
 
     # Then its record says null, and what it follows is the project's defaults
     assert run.manifest is None
-    assert json.loads(_item(run)["record"]["S"])["manifest"] is None
+    assert json.loads(run_item(run)["record"]["S"])["manifest"] is None
     assert run.effective_manifest() == parse_manifest(None, project="iris")
 
 
@@ -94,7 +94,7 @@ def test_an_older_record_missing_keys_loads_with_the_defaults() -> None:
     # And what it stored is kept
     assert run.manifest.train.hyperparameters == {"max_leaf_nodes": 5}
     # And written back, the record holds the whole manifest, defaults filled in
-    stored = json.loads(_item(run)["record"]["S"])["manifest"]
+    stored = json.loads(run_item(run)["record"]["S"])["manifest"]
     assert stored == parse_manifest(
         "[train]\nhyperparameters = { max_leaf_nodes = 5 }\n[train.channels]\ntrain = 'iris/train/'\n",
         project="iris",
