@@ -221,3 +221,38 @@ def test_an_async_invocation_needs_a_body_and_a_valid_limit(cloud: Cloud, deploy
     status, body = get(cloud, "/endpoints/iris/captures?limit=0")
     assert status == 400
     assert body["errors"][0]["field"] == "limit"
+
+
+def test_every_answer_of_the_new_routes_is_as_documented(cloud: Cloud, deployed: str, artifacts: str) -> None:
+    from test_api_schema import conforms
+
+    def check(method: str, path: str, body: str | None = None) -> int:
+        headers = {"Content-Type": "text/csv"} if body is not None else {}
+        response = cloud.client.http.request(method, path, headers=headers, body=body or b"")
+        conforms(method, path, response.status_code, response.body)
+        return int(response.status_code)
+
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.put_object(
+        Bucket=artifacts, Key="iris/async/output/done1.out", Body=b"\x00\x01", ContentType="application/x-npy"
+    )
+    s3.put_object(
+        Bucket=artifacts, Key="iris/async/failure/bad1-error.out", Body=b"boom", ContentType="text/plain"
+    )
+    s3.put_object(
+        Bucket=artifacts,
+        Key="iris/capture/iris/AllTraffic/2026/11/21/12/00-00-000-x.jsonl",
+        Body=(json.dumps(capture_record("e1")) + "\n").encode(),
+    )
+    assert check("POST", "/endpoints/iris/async-invocations", "1,2\n") == 202
+    assert check("POST", "/endpoints/iris/async-invocations", "") == 400
+    assert check("POST", "/endpoints/nobody/async-invocations", "1,2\n") == 404
+    assert check("GET", "/endpoints/iris/async-invocations/pending1") == 202
+    assert check("GET", "/endpoints/iris/async-invocations/done1") == 200
+    assert check("GET", "/endpoints/iris/async-invocations/bad1") == 200
+    assert check("GET", "/endpoints/nobody/async-invocations/x") == 404
+    assert check("GET", "/endpoints/iris/captures?limit=2") == 200
+    assert check("GET", "/endpoints/iris/captures?limit=x") == 400
+    assert check("GET", "/endpoints/nobody/captures") == 404
+    _, body = get(cloud, "/endpoints/iris/async-invocations/done1")
+    assert body["body_base64"] == "AAE=" and body["content_type"] == "application/x-npy"
