@@ -13,6 +13,7 @@ from chalice.app import Chalice, CloudWatchEvent, Rate
 
 from chalicelib.dispatch import handle
 from chalicelib.http.api import BINARY_CONTENT_TYPES, api
+from chalicelib.http.inference_routes import inference_api
 from chalicelib.http.retrain_routes import retrain_api
 from chalicelib.services import get_services
 
@@ -20,6 +21,7 @@ app = Chalice(app_name="sagedock")
 app.api.binary_types.extend(BINARY_CONTENT_TYPES)
 app.register_blueprint(api)
 app.register_blueprint(retrain_api)
+app.register_blueprint(inference_api)
 
 if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
     # In Lambda a missing or malformed setting fails the cold start, naming the variable.

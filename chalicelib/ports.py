@@ -152,9 +152,22 @@ class LogsPort(Protocol):
 
 
 class EndpointsPort(Protocol):
-    """SageMaker Runtime: an invocation forwarded to an endpoint, its body untouched."""
+    """SageMaker Runtime: an invocation forwarded to an endpoint, its body untouched; an asynchronous one
+    (its body put in S3 first) and its answer read back; the endpoint's captured records."""
 
     def invoke(self, name: str, body: bytes, content_type: str, accept: str | None) -> tuple[bytes, str]: ...
+    def invoke_async(
+        self,
+        name: str,
+        body: bytes,
+        content_type: str,
+        accept: str | None,
+        *,
+        input_uri: str,
+        inference_id: str,
+    ) -> tuple[str, str, str | None]: ...
+    def read(self, uri: str) -> tuple[bytes, str] | None: ...
+    def captures(self, prefix_uri: str, limit: int) -> builtins.list[dict[str, Any]]: ...
 
 
 class OncePort(Protocol):

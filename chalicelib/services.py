@@ -158,11 +158,12 @@ class Services:
 
     @cached_property
     def endpoints(self) -> EndpointsPort:
-        """Invokes endpoints through SageMaker Runtime (POST /endpoints/{name}/invocations)."""
+        """Invokes endpoints through SageMaker Runtime (POST /endpoints/{name}/invocations and
+        /async-invocations), reads asynchronous answers and captured records from S3."""
         from chalicelib.adapters.clients import client
         from chalicelib.adapters.sagemaker_runtime import Endpoints
 
-        return Endpoints(client("sagemaker-runtime"), client("sagemaker"))
+        return Endpoints(client("sagemaker-runtime"), client("sagemaker"), self.s3)
 
     @cached_property
     def codebuild(self) -> CodeBuildPort:

@@ -13,9 +13,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from chalicelib.domain import names
+from chalicelib.domain import inference, names
 from chalicelib.domain.models import Run
-from chalicelib.http import api
+from chalicelib.http import api, inference_routes
 
 DOCUMENT = Path(__file__).resolve().parents[1] / "docs" / "openapi.json"
 REF = "#/components/schemas/{model}"
@@ -123,6 +123,42 @@ def _schemas() -> dict[str, Any]:
         },
         "GET /projects/{project}",
     )
+    schemas["AsyncInvocation"] = _object(
+        {
+            "inference_id": STRING,
+            "output_location": {"type": "string", "description": "where SageMaker writes the answer"},
+            "failure_location": {"type": "string", "description": "where SageMaker writes a failure"},
+        },
+        "POST /endpoints/{name}/async-invocations: the invocation is queued",
+    )
+    schemas["AsyncAnswer"] = {
+        **_object(
+            {
+                "inference_id": STRING,
+                "status": {"type": "string", "enum": ["pending", "completed", "failed"]},
+                "location": {"type": "string", "description": "the object read (or awaited)"},
+            },
+            "an asynchronous invocation: pending, or its answer (completed) or failure (failed)",
+        ),
+    }
+    schemas["AsyncAnswer"]["properties"] |= {
+        "body": {"type": "string", "description": "a text answer or failure"},
+        "body_base64": {"type": "string", "description": "a binary answer, base64-encoded"},
+        "content_type": STRING,
+    }
+    schemas["Captures"] = _object(
+        {
+            "endpoint": STRING,
+            "destination": {"type": "string", "description": "the variant's capture prefix read"},
+            "records": {
+                "type": "array",
+                "description": "SageMaker's capture records (captureData, eventMetadata, eventVersion), "
+                "newest first",
+                "items": {"type": "object"},
+            },
+        },
+        "GET /endpoints/{name}/captures",
+    )
     return schemas
 
 
@@ -171,6 +207,7 @@ def _operation(summary: str, ok: dict[str, Any], *errors: str, **extra: Any) -> 
 
 
 RUN_ID = _path("run_id", names.RUN_ID_PATTERN.pattern, "a run id, `<project>-<12 hex>`")
+ENDPOINT = _path("name", names.SAGEMAKER_NAME_PATTERN.pattern, "a SageMaker endpoint name")
 
 
 def build() -> dict[str, Any]:
@@ -300,6 +337,48 @@ def build() -> dict[str, Any]:
                         **_errors("400", "404", "413", "415", "502", "503"),
                     },
                 }
+            },
+            "/endpoints/{name}/async-invocations": {
+                "post": {
+                    "summary": "put the body in S3 and queue it on the asynchronous endpoint",
+                    "parameters": [ENDPOINT],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            content_type: {"schema": {"type": "string", "format": "binary", "minLength": 1}}
+                            for content_type in api.INVOCATION_CONTENT_TYPES
+                        },
+                    },
+                    "responses": {
+                        "202": _json("AsyncInvocation", "queued: poll the answer by its inference id"),
+                        **_errors("400", "404", "413", "415", "502", "503"),
+                    },
+                }
+            },
+            "/endpoints/{name}/async-invocations/{inference_id}": {
+                "get": {
+                    "summary": "an asynchronous invocation's answer or failure; 202 while pending",
+                    "parameters": [
+                        ENDPOINT,
+                        _path("inference_id", inference.INFERENCE_ID_PATTERN.pattern, "the inference id"),
+                    ],
+                    "responses": {
+                        "200": _json("AsyncAnswer", "the answer (completed) or the failure (failed)"),
+                        "202": _json("AsyncAnswer", "pending: neither object exists yet"),
+                        **_errors("400", "404", "502", "503"),
+                    },
+                }
+            },
+            "/endpoints/{name}/captures": {
+                "get": _operation(
+                    "the endpoint's newest captured records",
+                    _json("Captures", "the records, newest first"),
+                    "400",
+                    "404",
+                    "502",
+                    "503",
+                    parameters=[ENDPOINT, *_query(inference_routes.CapturesQuery)],
+                )
             },
         },
         "components": {"schemas": _schemas()},

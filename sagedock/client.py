@@ -182,6 +182,33 @@ class ApiClient:
         )
         return answer_type, data
 
+    def invoke_async(
+        self, endpoint: str, body: bytes, *, content_type: str = "text/csv", accept: str | None = None
+    ) -> dict[str, Any]:
+        """Queue the body on an asynchronous endpoint: {inference_id, output_location, failure_location}."""
+        headers = {"Content-Type": content_type}
+        if accept:
+            headers["Accept"] = accept
+        _, _, data = self._request(
+            "POST",
+            f"/endpoints/{urllib.parse.quote(endpoint, safe='')}/async-invocations",
+            body=body,
+            headers=headers,
+        )
+        loaded: dict[str, Any] = json.loads(data)
+        return loaded
+
+    def async_answer(self, endpoint: str, inference_id: str) -> dict[str, Any]:
+        """The invocation's state: `status` pending, completed (with `body`) or failed."""
+        quoted = "/".join(urllib.parse.quote(part, safe="") for part in (endpoint, inference_id))
+        endpoint_path, inference_path = quoted.split("/")
+        return self._json("GET", f"/endpoints/{endpoint_path}/async-invocations/{inference_path}")
+
+    def captures(self, endpoint: str, *, limit: int | None = None) -> dict[str, Any]:
+        """The endpoint's newest captured records."""
+        query = {"limit": str(limit)} if limit is not None else None
+        return self._json("GET", f"/endpoints/{urllib.parse.quote(endpoint, safe='')}/captures", query=query)
+
     # -- transport ------------------------------------------------------------------------------------------
     def _json(
         self, method: str, path: str, *, query: Mapping[str, str] | None = None, body: bytes | None = None

@@ -25,16 +25,20 @@ from typing import Annotated, Any, Final, Literal, get_args
 
 from pydantic import (
     AfterValidator,
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
     PlainValidator,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
     ValidationError,
     ValidationInfo,
+    model_serializer,
     model_validator,
 )
 
-from chalicelib.domain import limits, names
+from chalicelib.domain import inference, limits, names
 from chalicelib.domain.errors import ManifestInvalid
 from chalicelib.domain.rollout import AutoscalingConfig, UpdateConfig, check_deploy
 
@@ -307,6 +311,25 @@ class DeployConfig(_Section):
     # A serve-only bundle's model (`[train] enabled = false`): the model.tar.gz the endpoint unpacks at
     # /opt/ml/model; None serves the model baked into the image (CreateModel without ModelDataUrl).
     model_data: ModelDataUri | None = None
+    # [deploy.async] (`async` is a Python keyword: the field is `async_`, the key `async`) and
+    # [deploy.capture]: chalicelib/domain/inference.py.
+    async_: inference.AsyncConfig | None = Field(
+        default=None, alias="async", validation_alias=AliasChoices("async", "async_")
+    )
+    capture: inference.CaptureConfig | None = None
+
+    @model_serializer(mode="wrap")
+    def _tables_only_when_given(
+        self, handler: SerializerFunctionWrapHandler, info: SerializationInfo
+    ) -> dict[str, Any]:
+        # A [deploy] without them dumps as before they existed (the runs table's records stay the same);
+        # given, [deploy.async] dumps under its TOML key.
+        data: dict[str, Any] = handler(self)
+        for name, key in (("async_", "async"), ("capture", "capture")):
+            value = data.pop(name, None) if name in data else data.pop(key, None)
+            if value is not None:
+                data[key] = value
+        return data
 
     @model_validator(mode="after")
     def _sagemaker_accepts_the_rollout(self) -> DeployConfig:
@@ -316,6 +339,8 @@ class DeployConfig(_Section):
             instance_count=self.initial_instance_count,
             update=self.update,
             autoscaling=self.autoscaling,
+        ) + inference.check_deploy(
+            serverless=self.serverless is not None, async_=self.async_, capture=self.capture
         )
         if problems:
             raise ValueError("; ".join(problems))
@@ -477,10 +502,10 @@ def _problems(exc: ValidationError) -> list[str]:
 def _keys_at(loc: list[str]) -> list[str]:
     model: type[BaseModel] = Manifest
     for part in loc:
-        field = model.model_fields.get(part)
+        field = next((f for n, f in model.model_fields.items() if part in (n, f.alias)), None)
         candidates = (field.annotation, *get_args(field.annotation)) if field else ()
         sections = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
         if not sections:
             return []
         model = sections[0]
-    return list(model.model_fields)
+    return [field.alias or name for name, field in model.model_fields.items()]

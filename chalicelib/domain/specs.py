@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.domain import manifest, rollout
+from chalicelib.domain import inference, manifest, rollout
 from chalicelib.domain.models import Run
 from chalicelib.settings import Settings
 
@@ -132,8 +132,12 @@ def deploy_enabled(run: Run) -> bool:
     return run.effective_manifest().deploy.enabled
 
 
-def endpoint_config_request(run: Run, *, config_name: str, model_name: str) -> dict[str, Any]:
-    """CreateEndpointConfig arguments: instances with a startup health timeout, or serverless."""
+def endpoint_config_request(
+    run: Run, *, config_name: str, model_name: str, settings: Settings | None = None
+) -> dict[str, Any]:
+    """CreateEndpointConfig arguments: instances with a startup health timeout, or serverless; with
+    [deploy.async] its AsyncInferenceConfig, with [deploy.capture] its DataCaptureConfig (their default
+    locations are under the artifacts bucket of `settings`)."""
     deploy = run.effective_manifest().deploy
     variant: dict[str, Any] = {"VariantName": VARIANT_NAME, "ModelName": model_name}
     if deploy.serverless is not None:
@@ -145,7 +149,38 @@ def endpoint_config_request(run: Run, *, config_name: str, model_name: str) -> d
         variant["InstanceType"] = deploy.instance_type
         variant["InitialInstanceCount"] = deploy.initial_instance_count
         variant["ContainerStartupHealthCheckTimeoutInSeconds"] = deploy.startup_health_timeout_seconds
-    return {"EndpointConfigName": config_name, "ProductionVariants": [variant], "Tags": _tags(run)}
+    request: dict[str, Any] = {
+        "EndpointConfigName": config_name,
+        "ProductionVariants": [variant],
+        "Tags": _tags(run),
+    }
+    if deploy.async_ is None and deploy.capture is None:
+        return request
+    if settings is None:
+        raise ValueError("[deploy.async] and [deploy.capture] need the settings (the artifacts bucket)")
+    where = {"artifact_bucket": settings.artifact_bucket, "project": run.project}
+    if deploy.async_ is not None:
+        request["AsyncInferenceConfig"] = inference.async_inference_config(deploy.async_, **where)
+    if deploy.capture is not None:
+        request["DataCaptureConfig"] = inference.data_capture_config(deploy.capture, **where)
+    return request
+
+
+def async_locations(run: Run, settings: Settings) -> tuple[str, str] | None:
+    """The (output, failure) prefixes of the run's asynchronous endpoint; None: it is not asynchronous."""
+    config = run.effective_manifest().deploy.async_
+    if config is None:
+        return None
+    return (
+        config.output_uri(settings.artifact_bucket, run.project),
+        config.failure_uri(settings.artifact_bucket, run.project),
+    )
+
+
+def capture_destination(run: Run, settings: Settings) -> str | None:
+    """The capture prefix of the run's endpoint; None: it captures nothing."""
+    config = run.effective_manifest().deploy.capture
+    return config.destination_uri(settings.artifact_bucket, run.project) if config is not None else None
 
 
 def instance_type(run: Run) -> str | None:

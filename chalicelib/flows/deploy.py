@@ -106,7 +106,7 @@ def deploy(svc: Services, run: Run) -> Outcome:
             specs.model_request(run, svc.settings, model_name=model, model_artifact=artifact)
         )
         svc.sagemaker.create_endpoint_config(
-            specs.endpoint_config_request(run, config_name=config, model_name=model)
+            specs.endpoint_config_request(run, config_name=config, model_name=model, settings=svc.settings)
         )
     except (UpstreamError, BundleRejected) as exc:
         return record_failure(svc, run.run_id, Stage.DEPLOY, exc.code, exc.message)

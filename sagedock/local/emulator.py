@@ -41,6 +41,7 @@ Subscriber = Callable[[Event], None]
 DUMMY_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 _CREDENTIAL_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request")
 _INVOCATIONS_PATH = re.compile(r"^/endpoints/([^/]+)/invocations/?$")
+_ASYNC_INVOCATIONS_PATH = re.compile(r"^/endpoints/([^/]+)/async-invocations/?$")
 
 
 @dataclass
@@ -223,6 +224,10 @@ def _identify(environ: dict[str, Any]) -> tuple[str, str, str] | None:
         return service, target.rsplit(".", 1)[-1], region
     if environ.get("REQUEST_METHOD") == "POST" and _INVOCATIONS_PATH.match(environ.get("PATH_INFO", "")):
         return "sagemaker-runtime", "InvokeEndpoint", region
+    if environ.get("REQUEST_METHOD") == "POST" and _ASYNC_INVOCATIONS_PATH.match(
+        environ.get("PATH_INFO", "")
+    ):
+        return "sagemaker-runtime", "InvokeEndpointAsync", region
     return None
 
 
@@ -249,7 +254,14 @@ def _read_call(environ: dict[str, Any], key: tuple[str, str, str]) -> ApiCall:
 
 
 def _respond(start_response: Callable[..., Any], reply: ApiReply) -> list[bytes]:
-    reasons = {200: "OK", 400: "Bad Request", 404: "Not Found", 424: "Failed Dependency", 500: "Server Error"}
+    reasons = {
+        200: "OK",
+        202: "Accepted",
+        400: "Bad Request",
+        404: "Not Found",
+        424: "Failed Dependency",
+        500: "Server Error",
+    }
     headers = {"x-amzn-RequestId": str(uuid.uuid4()), **reply.headers, "Content-Length": str(len(reply.body))}
     start_response(f"{reply.status} {reasons.get(reply.status, 'Status')}", list(headers.items()))
     return [reply.body]

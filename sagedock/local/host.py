@@ -8,7 +8,8 @@ An update's DeploymentConfig is honoured as blue/green (sagedock/local/rollout.p
 traffic only once healthy, in the canary or linear steps asked for, each followed by its baking period;
 a rollback alarm in ALARM in the emulator's CloudWatch meanwhile rolls the update back, and the endpoint
 keeps serving the old config. Invocations through the emulator's sagemaker-runtime InvokeEndpoint reach
-the endpoint's serve (during a shift, the old or the new one in the step's proportion).
+the endpoint's serve (during a shift, the old or the new one in the step's proportion); InvokeEndpointAsync
+and data capture are done as SageMaker does them (sagedock/local/inference.py).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from sagedock import eventshapes as events
+from sagedock.local import inference
 from sagedock.local.emulator import ApiCall, ApiReply, Emulator
 from sagedock.local.images import ImageStore
 from sagedock.local.logs import cloudwatch_logger, line_logger, tee
@@ -90,6 +92,7 @@ class HostExecutor:
         em.before("sagemaker", "UpdateEndpoint", self._update_endpoint)
         em.after("sagemaker", "DeleteEndpoint", self._deleted)
         em.before("sagemaker-runtime", "InvokeEndpoint", self._invoke)
+        em.before("sagemaker-runtime", "InvokeEndpointAsync", self._invoke_async)
 
     def close(self) -> None:
         """Stop every serve process (SIGTERM, then SIGKILL after the grace period)."""
@@ -149,13 +152,57 @@ class HostExecutor:
         if entry is not None:
             self._pool.submit(self._retire, entry)
 
-    def _invoke(self, call: ApiCall) -> ApiReply | None:
-        name = call.path.strip("/").split("/")[1]
+    def _serving_entry(self, name: str) -> Serving | None:
         with self._lock:
             entry = self._serving.get(name)
             shift = self._shifts.get(name)
             if shift is not None:
                 entry = shift.pick(entry)
+        return entry
+
+    def _config_tables(self, config_name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The endpoint config's (AsyncInferenceConfig, DataCaptureConfig), each {} when absent."""
+        config = inference.endpoint_config(self._emulator, config_name)
+        if config is None:
+            return {}, {}
+        return (
+            dict(getattr(config, "async_inference_config", None) or {}),
+            dict(getattr(config, "data_capture_config", None) or {}),
+        )
+
+    def _invoke_async(self, call: ApiCall) -> ApiReply | None:
+        name = call.path.strip("/").split("/")[1]
+        entry = self._serving_entry(name)
+        if entry is None:
+            return ApiReply.error(
+                "ValidationError", f"Endpoint {name} of account {events.ACCOUNT} not found.", status=400
+            )
+        async_config, capture_config = self._config_tables(entry.config)
+        if not async_config:
+            return ApiReply.error(
+                "ValidationError",
+                f"Endpoint {name} of account {events.ACCOUNT} is not an asynchronous endpoint: "
+                "use InvokeEndpoint",
+                status=400,
+            )
+        request = inference.queued(name, async_config, call.headers)
+        if isinstance(request, tuple):
+            return ApiReply.error(*request, status=400)
+
+        def run() -> None:
+            serving = self._serving_entry(name) or entry
+            inference.process(self._emulator, request, serving.process.invoke, capture_config or None)
+
+        self._pool.submit(run)
+        reply = ApiReply.json({"InferenceId": request.inference_id}, status=202)
+        reply.headers["Content-Type"] = "application/json"
+        reply.headers["X-Amzn-SageMaker-OutputLocation"] = request.output_location
+        reply.headers["X-Amzn-SageMaker-FailureLocation"] = request.failure_location
+        return reply
+
+    def _invoke(self, call: ApiCall) -> ApiReply | None:
+        name = call.path.strip("/").split("/")[1]
+        entry = self._serving_entry(name)
         if entry is None:
             return ApiReply.error(
                 "ValidationError", f"Endpoint {name} of account {events.ACCOUNT} not found.", status=400
@@ -181,6 +228,14 @@ class HostExecutor:
                 error | {"OriginalStatusCode": status, "OriginalMessage": message}
             ).encode()
             return reply
+        _, capture_config = self._config_tables(entry.config)
+        if capture_config:
+            try:
+                inference.capture(
+                    self._emulator, capture_config, name, (content_type, call.body), (out_type, body)
+                )
+            except Exception:
+                log.exception("capturing an invocation of %s failed", name)
         return ApiReply(
             200, body, {"Content-Type": out_type, "x-Amzn-Invoked-Production-Variant": "AllTraffic"}
         )

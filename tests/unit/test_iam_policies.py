@@ -56,6 +56,12 @@ RESOURCES = {
     "/aws/sagemaker/TrainingJobs:*",
     "endpoint logs": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:"
     "/aws/sagemaker/Endpoints/*",
+    # [deploy.async] and [deploy.capture] default locations (chalicelib/domain/inference.py)
+    "async inputs": "arn:${AWS::Partition}:s3:::${ArtifactBucket}/*/async/input/*",
+    "async answers": "arn:${AWS::Partition}:s3:::${ArtifactBucket}/*/async/output/*",
+    "async failures": "arn:${AWS::Partition}:s3:::${ArtifactBucket}/*/async/failure/*",
+    "captures": "arn:${AWS::Partition}:s3:::${ArtifactBucket}/*/capture/*",
+    "artifact bucket": "arn:${AWS::Partition}:s3:::${ArtifactBucket}",
 }
 
 # Every place chalicelib calls a boto3 client (`<class or function>.<operation>`), and the IAM actions
@@ -118,6 +124,15 @@ CALL_SITES: dict[str, list[tuple[str, str]]] = {
     ],
     "Endpoints.invoke_endpoint": [("sagemaker:InvokeEndpoint", "endpoints")],
     "Endpoints.describe_endpoint": [("sagemaker:DescribeEndpoint", "endpoints")],
+    # POST /endpoints/{name}/async-invocations: the body goes under the async input prefix, then is queued.
+    "Endpoints.put_object": [("s3:PutObject", "async inputs")],
+    "Endpoints.invoke_endpoint_async": [("sagemaker:InvokeEndpointAsync", "endpoints")],
+    # GET .../async-invocations/{id} reads the answer or the failure; GET .../captures the capture files
+    # (ListObjectsV2 is s3:ListBucket on the bucket). Locations outside these defaults are not granted.
+    "Endpoints.get_object": [
+        ("s3:GetObject", where) for where in ("async answers", "async failures", "captures")
+    ],
+    "Endpoints.list_objects_v2": [("s3:ListBucket", "artifact bucket")],
     "Ecr.describe_image_scan_findings": [("ecr:DescribeImageScanFindings", "repositories")],
     # Registering a SageMaker variant: Application Auto Scaling checks the caller may read and resize it,
     # and creates its service-linked role the first time (iam:CreateServiceLinkedRole, conditioned).
@@ -217,6 +232,8 @@ HANDLER_CALLS: dict[str, set[str]] = {
     "api_handler": RUNS
     | {"RunStore.query", ONCE, "create_upload.generate_presigned_post", "Endpoints.invoke_endpoint"}
     | {"Endpoints.describe_endpoint"}
+    | {"Endpoints.put_object", "Endpoints.invoke_endpoint_async", "Endpoints.get_object"}
+    | {"Endpoints.list_objects_v2"}
     | LOG_READS
     | BUILD
     | TRAIN
@@ -301,15 +318,16 @@ def required(handler: str) -> set[tuple[str, str]]:
 def client_call_sites() -> set[str]:
     """Every `<enclosing class or function>.<attribute>` taken off a boto3 client in chalicelib/.
 
-    Clients live in `self._client` (adapters; `self._control_client` for the runtime adapter's control-plane
-    client), in a parameter named `client` and in `Services.s3`.
+    Clients live in `self._client` (adapters; `self._control_client` and `self._s3_client` for the runtime
+    adapter's control-plane and S3 clients), in a parameter named `client` and in `Services.s3`.
     """
     sites: set[str] = set()
 
     def holds_client(node: ast.expr) -> bool:
         if isinstance(node, ast.Name):
             return node.id == "client"
-        return isinstance(node, ast.Attribute) and node.attr in ("_client", "_control_client", "s3")
+        held = ("_client", "_control_client", "_s3_client", "s3")
+        return isinstance(node, ast.Attribute) and node.attr in held
 
     def visit(node: ast.AST, scope: str) -> None:
         for child in ast.iter_child_nodes(node):

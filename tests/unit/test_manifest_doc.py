@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from chalicelib.domain.inference import AsyncConfig, CaptureConfig
 from chalicelib.domain.manifest import Manifest, ServerlessConfig, parse_manifest
 from chalicelib.domain.rollout import AutoscalingConfig, UpdateConfig
 
@@ -31,9 +32,10 @@ def section_of(annotation: Any) -> type[BaseModel] | None:
 
 
 def model_keys(model: type[BaseModel] = Manifest, prefix: str = "") -> list[str]:
-    """Every leaf key of the schema as a dotted path."""
+    """Every leaf key of the schema as a dotted path (a key as the TOML writes it: `async`, not `async_`)."""
     keys: list[str] = []
-    for name, field in model.model_fields.items():
+    for field_name, field in model.model_fields.items():
+        name = field.alias or field_name
         section = section_of(field.annotation)
         keys += model_keys(section, f"{prefix}{name}.") if section else [f"{prefix}{name}"]
     return keys
@@ -59,8 +61,10 @@ def toml(value: Any) -> str:
 
 def model_defaults() -> dict[str, str]:
     """key -> the default a manifest-less bundle of project iris gets (serverless: its own defaults)."""
-    values = parse_manifest(None, project=PROJECT).model_dump()
+    values = parse_manifest(None, project=PROJECT).model_dump(by_alias=True)
     values["deploy"]["serverless"] = ServerlessConfig().model_dump()
+    values["deploy"]["async"] = AsyncConfig().model_dump()
+    values["deploy"]["capture"] = CaptureConfig().model_dump()
     values["deploy"]["update"] = UpdateConfig().model_dump()
     values["deploy"]["autoscaling"] = {
         name: REQUIRED if field.is_required() else field.default
