@@ -265,28 +265,37 @@ def retry_run(run_id: str) -> dict[str, Any]:
     return retry(run_id, get_services()).public()
 
 
+def endpoint_name(name: str) -> str:
+    """`name`, if it can name a SageMaker endpoint; else a 400 saying so."""
+    if not names.SAGEMAKER_NAME_PATTERN.fullmatch(name):
+        raise BadRequest(f"{name!r} is not a valid endpoint name", code="BadRequest")
+    return name
+
+
+def invocation(request: Request) -> tuple[bytes, str, str | None]:
+    """What an invocation route sends its endpoint: the body (a 400 when empty), its content type, Accept."""
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    raw = request.raw_body or b""
+    body = raw.encode() if isinstance(raw, str) else raw
+    if not body:
+        raise BadRequest("the invocation body is empty", code="BadRequest")
+    return body, headers.get("content-type", "application/octet-stream"), headers.get("accept")
+
+
 @api.route(
     "/endpoints/{name}/invocations", methods=["POST"], content_types=INVOCATION_CONTENT_TYPES, authorizer=iam
 )
 @json_errors
 def invoke_endpoint(name: str) -> Response:
     """Forward the body and content type to the endpoint and return its answer as it is."""
-    if not names.SAGEMAKER_NAME_PATTERN.fullmatch(name):
-        raise BadRequest(f"{name!r} is not a valid endpoint name", code="BadRequest")
-    request = api.current_request
-    headers = {k.lower(): v for k, v in request.headers.items()}
-    raw = request.raw_body or b""
-    body = raw.encode() if isinstance(raw, str) else raw
-    if not body:
-        raise BadRequest("the invocation body is empty", code="BadRequest")
+    endpoint_name(name)
+    body, content_type, accept = invocation(api.current_request)
     if len(body) > MAX_INVOCATION_BYTES:
         raise PayloadTooLarge(
             f"the invocation body is {len(body)} bytes; SageMaker endpoints accept at most "
             f"{MAX_INVOCATION_BYTES} bytes (6 MB): send smaller batches, or use batch transform"
         )
-    answer, content_type = get_services().endpoints.invoke(
-        name, body, headers.get("content-type", "application/octet-stream"), headers.get("accept")
-    )
-    text = content_type.startswith("text/") or "json" in content_type
+    answer, answer_type = get_services().endpoints.invoke(name, body, content_type, accept)
+    text = answer_type.startswith("text/") or "json" in answer_type
     payload: str | bytes = answer.decode("utf-8", errors="replace") if text else answer
-    return Response(body=payload, status_code=200, headers={"Content-Type": content_type})
+    return Response(body=payload, status_code=200, headers={"Content-Type": answer_type})

@@ -10,9 +10,16 @@ import json
 from chalice.app import Blueprint, Response
 from pydantic import Field
 
-from chalicelib.domain import names
-from chalicelib.domain.errors import BadRequest, PayloadTooLarge
-from chalicelib.http.api import INVOCATION_CONTENT_TYPES, _Query, _validated, iam, json_errors
+from chalicelib.domain.errors import PayloadTooLarge
+from chalicelib.http.api import (
+    INVOCATION_CONTENT_TYPES,
+    _Query,
+    _validated,
+    endpoint_name,
+    iam,
+    invocation,
+    json_errors,
+)
 from chalicelib.services import get_services
 
 inference_api = Blueprint(__name__)
@@ -28,12 +35,6 @@ class CapturesQuery(_Query):
     limit: int = Field(default=10, ge=1, le=100)
 
 
-def _endpoint(name: str) -> str:
-    if not names.SAGEMAKER_NAME_PATTERN.fullmatch(name):
-        raise BadRequest(f"{name!r} is not a valid endpoint name", code="BadRequest")
-    return name
-
-
 @inference_api.route(
     "/endpoints/{name}/async-invocations",
     methods=["POST"],
@@ -46,13 +47,8 @@ def invoke_endpoint_async(name: str) -> Response:
     the answer (or the failure) will be."""
     from chalicelib.flows import inference
 
-    endpoint = _endpoint(name)
-    request = inference_api.current_request
-    headers = {k.lower(): v for k, v in request.headers.items()}
-    raw = request.raw_body or b""
-    body = raw.encode() if isinstance(raw, str) else raw
-    if not body:
-        raise BadRequest("the invocation body is empty", code="BadRequest")
+    endpoint = endpoint_name(name)
+    body, content_type, accept = invocation(inference_api.current_request)
     if len(body) > MAX_ASYNC_INVOCATION_BYTES:
         raise PayloadTooLarge(
             f"the invocation body is {len(body)} bytes; the API takes at most {MAX_ASYNC_INVOCATION_BYTES} "
@@ -62,8 +58,8 @@ def invoke_endpoint_async(name: str) -> Response:
         get_services(),
         endpoint,
         body,
-        headers.get("content-type", "application/octet-stream"),
-        headers.get("accept"),
+        content_type,
+        accept,
     )
     return Response(body=queued, status_code=202, headers=JSON)
 
@@ -74,7 +70,7 @@ def async_invocation(name: str, inference_id: str) -> Response:
     """202 while pending; 200 with the answer (status completed) or the failure (status failed)."""
     from chalicelib.flows import inference
 
-    answer = inference.async_answer(get_services(), _endpoint(name), inference_id)
+    answer = inference.async_answer(get_services(), endpoint_name(name), inference_id)
     body = {"inference_id": inference_id, "status": answer.status, "location": answer.location}
     if answer.status == "pending":
         return Response(body=json.dumps(body), status_code=202, headers=JSON)
@@ -94,5 +90,5 @@ def endpoint_captures(name: str) -> Response:
     from chalicelib.flows import inference
 
     query = _validated(CapturesQuery, inference_api.current_request.query_params)
-    found = inference.captures(get_services(), _endpoint(name), query.limit)
+    found = inference.captures(get_services(), endpoint_name(name), query.limit)
     return Response(body=json.dumps(found), status_code=200, headers=JSON)
