@@ -93,29 +93,10 @@ class Writes:
 
 def seed(client: Any, runs: int, projects: int) -> list[Any]:
     from chalicelib.adapters import run_store
-    from chalicelib.domain import statemachine as sm
-    from chalicelib.domain.models import Run, SourceRef, Status
+    from chalicelib.domain.models import Status
+    from tests.run_records import many_runs
 
-    base = sm.new_run(
-        Run(
-            run_id="p00-000000000000",
-            project="p00",
-            status=Status.RECEIVED,
-            source=SourceRef(bucket="b", key="bundles/p00/0.zip"),
-            created_at="2026-01-01T00:00:00.000Z",
-            updated_at="2026-01-01T00:00:00.000Z",
-        )
-    )
-    made = []
-    for index in range(runs):
-        project = f"p{index % projects:02d}"
-        day, hour, minute, second = 1 + index // 86400, index // 3600 % 24, index // 60 % 60, index % 60
-        stamp = f"2026-01-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}.000Z"
-        made.append(
-            base.model_copy(
-                update={"run_id": f"{project}-{index:012x}", "project": project, "created_at": stamp}
-            )
-        )
+    made = many_runs(runs, projects, status=Status.RECEIVED)
     latest = {run.project: run for run in made}
     # by_created items carry `kind` and `shard` both: the two listings read the same table
     items = [run_store.run_item(run, "by_created") for run in made]

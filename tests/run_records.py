@@ -1,5 +1,7 @@
 """Run records as the runs table holds them, today's and an older version's: the fixtures that show the
-item format stays readable (tests/unit/test_run_record.py, tests/integration/test_api_run_records.py)."""
+item format stays readable (tests/unit/test_run_record.py, tests/integration/test_api_run_records.py); and
+many runs at once, for the paging test and bench (tests/integration/test_many_runs.py,
+bench/bench_runs_paging.py)."""
 
 from __future__ import annotations
 
@@ -152,3 +154,41 @@ def item_of(record: dict[str, Any], version: int = 3) -> dict[str, Any]:
 
 def with_manifest(manifest: dict[str, Any] | None) -> dict[str, Any]:
     return {**copy.deepcopy(RECORD_TODAY), "manifest": copy.deepcopy(manifest)}
+
+
+def many_runs(count: int, projects: int, *, per_second: int = 1, status: Any = None) -> list[Any]:
+    """`count` runs over `projects` projects (p00, p01, ...), `per_second` of them created in each second
+    from 2026-01-01 (above 1, ties in created_at, as in AWS); all in `status`, or, with none given, every
+    seventh FAILED and the others SUCCEEDED."""
+    from chalicelib.domain import statemachine as sm
+    from chalicelib.domain.models import Run, SourceRef, Status
+
+    base = sm.new_run(
+        Run(
+            run_id="p00-000000000000",
+            project="p00",
+            status=Status.RECEIVED,
+            source=SourceRef(bucket="b", key="bundles/p00/0.zip"),
+            created_at="2026-01-01T00:00:00.000Z",
+            updated_at="2026-01-01T00:00:00.000Z",
+        )
+    )
+    runs = []
+    for index in range(count):
+        project = f"p{index % projects:02d}"
+        second = index // per_second
+        day, hour, minute = 1 + second // 86400, second // 3600 % 24, second // 60 % 60
+        stamp = f"2026-01-{day:02d}T{hour:02d}:{minute:02d}:{second % 60:02d}.000Z"
+        fallback = Status.FAILED if index % 7 == 0 else Status.SUCCEEDED
+        runs.append(
+            base.model_copy(
+                update={
+                    "run_id": f"{project}-{index:012x}",
+                    "project": project,
+                    "status": status or fallback,
+                    "created_at": stamp,
+                    "updated_at": stamp,
+                }
+            )
+        )
+    return runs

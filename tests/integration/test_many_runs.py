@@ -20,10 +20,10 @@ from moto_fast import sort_each_table_once
 
 from chalicelib import services as services_module
 from chalicelib.adapters import run_store
-from chalicelib.domain import statemachine as sm
-from chalicelib.domain.models import Run, SourceRef, Status
+from chalicelib.domain.models import Run, Status
 from sagedock import cli
 from sagedock import client as client_module
+from tests.run_records import many_runs
 
 pytestmark = pytest.mark.slow
 
@@ -34,34 +34,7 @@ READS = {"Query", "GetItem", "BatchGetItem"}
 
 def seeded_runs() -> list[Run]:
     """RUNS runs over PROJECTS projects, two created in each second (ties in created_at, as in AWS)."""
-    base = sm.new_run(
-        Run(
-            run_id="p00-000000000000",
-            project="p00",
-            status=Status.RECEIVED,
-            source=SourceRef(bucket="b", key="bundles/p00/0.zip"),
-            created_at="2026-01-01T00:00:00.000Z",
-            updated_at="2026-01-01T00:00:00.000Z",
-        )
-    )
-    runs = []
-    for index in range(RUNS):
-        project = f"p{index % PROJECTS:02d}"
-        second = index // 2
-        day, hour, minute = 1 + second // 86400, second // 3600 % 24, second // 60 % 60
-        stamp = f"2026-01-{day:02d}T{hour:02d}:{minute:02d}:{second % 60:02d}.000Z"
-        runs.append(
-            base.model_copy(
-                update={
-                    "run_id": f"{project}-{index:012x}",
-                    "project": project,
-                    "status": Status.FAILED if index % 7 == 0 else Status.SUCCEEDED,
-                    "created_at": stamp,
-                    "updated_at": stamp,
-                }
-            )
-        )
-    return runs
+    return many_runs(RUNS, PROJECTS, per_second=2)
 
 
 def batch_put(table: str, items: list[dict[str, Any]]) -> None:
