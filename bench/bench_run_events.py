@@ -44,26 +44,28 @@ class Counting:
         return call
 
 
-def one_run(store: Any, index: int) -> None:
+def one_run(store: Any, index: int, project: str = "iris") -> None:
+    """A run of `project` through its five transitions (created, BUILDING, TRAINING, DEPLOYING, SUCCEEDED)."""
     from chalicelib.domain import statemachine as sm
     from chalicelib.domain.models import ImageRef, Run, SourceRef, Status
 
-    run_id = f"iris-{index:012x}"
+    run_id = f"{project}-{index:012x}"
     fresh = Run(
         run_id=run_id,
-        project="iris",
+        project=project,
         status=Status.RECEIVED,
-        source=SourceRef(bucket="b", key=f"bundles/iris/{index}.zip"),
+        source=SourceRef(bucket="b", key=f"bundles/{project}/{index}.zip"),
         created_at=NOW,
         updated_at=NOW,
     )
     store.create(sm.new_run(fresh))
     store.update(
-        run_id, lambda r: sm.start_build(r, image=ImageRef(repository="r/iris", tag=run_id), now=NOW)
+        run_id, lambda r: sm.start_build(r, image=ImageRef(repository=f"r/{project}", tag=run_id), now=NOW)
     )
     digest = "sha256:" + "a" * 64
     store.update(
-        run_id, lambda r: sm.start_training(r, digest=digest, uri=f"r/iris@{digest}", job_name="j", now=NOW)
+        run_id,
+        lambda r: sm.start_training(r, digest=digest, uri=f"r/{project}@{digest}", job_name="j", now=NOW),
     )
     store.update(
         run_id,

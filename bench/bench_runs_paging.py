@@ -27,6 +27,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "integration")]
 
+from bench_run_events import one_run  # noqa: E402  (bench/ is this script's directory)
+
 REGION = "us-east-1"
 TABLE = "runs"
 GSI_KEYS = {"by_created": "kind", "by_shard": "shard", "by_pending": "pending", "by_project": "project"}
@@ -41,14 +43,13 @@ def item_bytes(item: dict[str, Any]) -> int:
     return total
 
 
-class Reads:
-    """A client that counts calls, items read and read units (from each answer's items)."""
+class Counted:
+    """A boto3 client that counts its calls by operation, and shows each call to `asked` (before it is
+    made, so a refused conditional write is counted too) and to `seen` (with its answer)."""
 
     def __init__(self, inner: Any) -> None:
         self._inner = inner
         self.calls: Counter[str] = Counter()
-        self.items = 0
-        self.units = 0.0
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._inner, name)
@@ -57,38 +58,47 @@ class Reads:
 
         def call(**kwargs: Any) -> Any:
             self.calls[name] += 1
+            self.asked(name, kwargs)
             answer = attr(**kwargs)
-            items = answer.get("Items", [])
-            self.items += len(items)
-            if name == "query":
-                self.units += max(1, math.ceil(sum(item_bytes(i) for i in items) / 4096)) / 2
+            self.seen(name, kwargs, answer)
             return answer
 
         return call
 
+    def asked(self, name: str, request: dict[str, Any]) -> None:
+        """One call about to be made."""
 
-class Writes:
+    def seen(self, name: str, request: dict[str, Any], answer: Any) -> None:
+        """One call made, with its answer."""
+
+
+class Reads(Counted):
+    """A client that counts calls, items read and read units (from each answer's items)."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner)
+        self.items = 0
+        self.units = 0.0
+
+    def seen(self, name: str, request: dict[str, Any], answer: Any) -> None:
+        items = answer.get("Items", [])
+        self.items += len(items)
+        if name == "query":
+            self.units += max(1, math.ceil(sum(item_bytes(i) for i in items) / 4096)) / 2
+
+
+class Writes(Counted):
     """A client that counts calls, items written and, per GSI, the writes of each partition value."""
 
     def __init__(self, inner: Any) -> None:
-        self._inner = inner
-        self.calls: Counter[str] = Counter()
+        super().__init__(inner)
         self.partitions: dict[str, Counter[str]] = {index: Counter() for index in GSI_KEYS}
 
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._inner, name)
-        if not callable(attr) or name.startswith("_"):
-            return attr
-
-        def call(**kwargs: Any) -> Any:
-            self.calls[name] += 1
-            if name == "put_item":
-                for index, key in GSI_KEYS.items():
-                    if key in kwargs["Item"]:
-                        self.partitions[index][kwargs["Item"][key]["S"]] += 1
-            return attr(**kwargs)
-
-        return call
+    def asked(self, name: str, request: dict[str, Any]) -> None:
+        if name == "put_item":
+            for index, key in GSI_KEYS.items():
+                if key in request["Item"]:
+                    self.partitions[index][request["Item"][key]["S"]] += 1
 
 
 def seed(client: Any, runs: int, projects: int) -> list[Any]:
@@ -133,32 +143,6 @@ def pages(listing: Any, max_pages: int, client: Reads) -> dict[str, float]:
         "items": items / n,
         "units": units / n,
     }
-
-
-def one_run(store: Any, index: int, project: str) -> None:
-    """A run through its five transitions (as bench_run_events drives one, for any project)."""
-    from chalicelib.domain import statemachine as sm
-    from chalicelib.domain.models import ImageRef, Run, SourceRef, Status
-
-    now = "2026-11-21T12:00:00.000Z"
-    run_id = f"{project}-{index:012x}"
-    source = SourceRef(bucket="b", key=f"bundles/{project}/{index}.zip")
-    fresh = Run(
-        run_id=run_id, project=project, status=Status.RECEIVED, source=source, created_at=now, updated_at=now
-    )
-    store.create(sm.new_run(fresh))
-    store.update(run_id, lambda r: sm.start_build(r, image=ImageRef(repository="r", tag=run_id), now=now))
-    digest = "sha256:" + "a" * 64
-    store.update(
-        run_id, lambda r: sm.start_training(r, digest=digest, uri=f"r@{digest}", job_name="j", now=now)
-    )
-    store.update(
-        run_id,
-        lambda r: sm.start_deploy(
-            r, model_artifact="s3://a/m", model_name="m", endpoint_config_name="c", endpoint_name="e", now=now
-        ),
-    )
-    store.update(run_id, lambda r: sm.succeed(r, now=now))
 
 
 def lifecycles(client: Any, listing: str, count: int, projects: int) -> Writes:
