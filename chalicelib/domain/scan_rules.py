@@ -18,6 +18,16 @@ UNFINISHABLE: Final = frozenset(
 )
 
 
+def with_result(run: Run, scan: ScanResult | None) -> Run:
+    """`run` carrying the scan verdict that lets it go on (none: as it is). A run that waited for that
+    digest's scan keeps its mark until the sweeper sees the next step's work exist (flows/sweepers.py)."""
+    if scan is None:
+        return run
+    marked = run.scan is not None and run.scan.digest == scan.digest
+    since = run.scan.waiting_since if marked and run.scan is not None else None
+    return run.model_copy(update={"scan": scan.model_copy(update={"waiting_since": since})})
+
+
 def settled(scan: ScanResult | None) -> bool:
     """Whether the scan has ended, one way or the other (else the gate waits for it)."""
     return scan is not None and (scan.status == COMPLETE or scan.status in UNFINISHABLE)

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from chalicelib.domain import names, specs
+from chalicelib.domain import scan_rules as scangate
 from chalicelib.domain import statemachine as sm
 from chalicelib.domain.errors import BundleRejected, Conflict, StaleEvent, UpstreamError
 from chalicelib.domain.log_locations import endpoint_log_group
@@ -45,14 +46,8 @@ def serve(svc: Services, run: Run, digest: str, *, scan: ScanResult | None = Non
     uri = f"{run.image.repository}@{digest}"
 
     def change(current: Run) -> Run:
-        scanned = current
-        if scan is not None:
-            # A run that waited keeps its mark until the sweeper sees its deploy made (flows/sweepers.py).
-            marked = current.scan is not None and current.scan.digest == scan.digest
-            since = current.scan.waiting_since if marked and current.scan is not None else None
-            scanned = current.model_copy(update={"scan": scan.model_copy(update={"waiting_since": since})})
         return sm.start_serving(
-            scanned,
+            scangate.with_result(current, scan),
             digest=digest,
             uri=uri,
             model_artifact=specs.model_data(current),

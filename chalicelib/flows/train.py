@@ -53,12 +53,7 @@ def start_training(svc: Services, run: Run, digest: str, *, scan: ScanResult | N
     job_name = names.training_job_name(run.run_id, run.attempt)
 
     def change(current: Run) -> Run:
-        scanned = current
-        if scan is not None:
-            # A run that waited keeps its mark until the sweeper sees its training job exist.
-            marked = current.scan is not None and current.scan.digest == scan.digest
-            since = current.scan.waiting_since if marked and current.scan is not None else None
-            scanned = current.model_copy(update={"scan": scan.model_copy(update={"waiting_since": since})})
+        scanned = scangate.with_result(current, scan)
         return sm.start_training(scanned, digest=digest, uri=uri, job_name=job_name, now=svc.clock())
 
     # Recorded before the job is created, so that the job's events, however early, find the run TRAINING.
