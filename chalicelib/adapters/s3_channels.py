@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Final
 from botocore.exceptions import ClientError
 
 from chalicelib.adapters.clients import error_code, translate
-from chalicelib.domain import limits
+from chalicelib.domain import limits, names
 from chalicelib.domain.preflight_rules import Problem, empty_channel
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ def channel_problems(client: Any, channels: Mapping[str, str], *, data_bucket: s
     """
     problems = []
     for name, uri in sorted(channels.items()):
-        bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+        bucket, prefix = names.split_s3_uri(uri)
         try:
             listed = client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
         except ClientError as exc:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Final
 from botocore.exceptions import ClientError
 
 from chalicelib.adapters.clients import error_code, translate
+from chalicelib.domain import names
 from chalicelib.domain.preflight_rules import Problem, model_data_missing, model_data_outside
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ def model_data_problems(client: S3Client, uri: str, *, allowed_buckets: tuple[st
 
     One HeadObject. Throttling raises TransientError (the event is retried); any other failure UpstreamError.
     """
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    bucket, key = names.split_s3_uri(uri)
     if bucket not in allowed_buckets:
         return [model_data_outside(uri, allowed_buckets)]
     try:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from chalicelib.adapters.clients import error_code, translate
-from chalicelib.domain import inference
+from chalicelib.domain import names
 from chalicelib.domain.errors import BadRequest, ModelFailed, NotFound
 
 if TYPE_CHECKING:
@@ -80,7 +80,7 @@ class Endpoints:
         inference_id: str,
     ) -> tuple[str, str, str | None]:
         """Put the body at `input_uri` and queue it: (inference id, output location, failure location)."""
-        bucket, key = inference.split_s3_uri(input_uri)
+        bucket, key = names.split_s3_uri(input_uri)
         try:
             self._s3_client.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
         except ClientError as exc:
@@ -111,7 +111,7 @@ class Endpoints:
 
     def read(self, uri: str) -> tuple[bytes, str] | None:
         """An object's body and content type; None: there is none (yet)."""
-        bucket, key = inference.split_s3_uri(uri)
+        bucket, key = names.split_s3_uri(uri)
         try:
             found = self._s3_client.get_object(Bucket=bucket, Key=key)
         except ClientError as exc:
@@ -124,7 +124,7 @@ class Endpoints:
     def captures(self, prefix_uri: str, limit: int) -> list[dict[str, Any]]:
         """The newest `limit` records captured under `<prefix>` (`<destination>/<endpoint>/<variant>/`),
         newest first: the hour folders yyyy/mm/dd/hh/ are walked from the latest down."""
-        bucket, prefix = inference.split_s3_uri(prefix_uri)
+        bucket, prefix = names.split_s3_uri(prefix_uri)
         records: list[dict[str, Any]] = []
         for key in self._newest_files(bucket, prefix, depth=4):
             lines = self._lines(bucket, key)

@@ -180,10 +180,4 @@ def capture_prefix(destination_uri: str, endpoint: str, variant: str, hour: date
     return prefix + (f"{hour:%Y/%m/%d/%H}/" if hour is not None else "")
 
 
-def split_s3_uri(uri: str) -> tuple[str, str]:
-    """(bucket, key) of an s3:// URI."""
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
-    return bucket, key
-
-
 INFERENCE_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")

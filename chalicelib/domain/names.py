@@ -102,3 +102,9 @@ def ecr_repository(prefix: str, project: str) -> str:
 
 # The mutable tag each project repository keeps for the build cache (every other tag is immutable).
 CACHE_TAG = "latest"
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """(bucket, key or prefix) of an s3:// URI."""
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bucket, key
